@@ -1,0 +1,253 @@
+"""Search latency on a large synthetic archive, through Datasette's JSON API.
+
+    python benchmarks/search.py --rows 1000000 --db /tmp/bench.db
+
+Builds (or reuses, if it already holds ``--rows`` releases) an archive with
+the real schema and the real indexing path (``ensure_search`` +
+``index_releases``, batch by batch, then FTS5 ``optimize`` as a maintenance
+step), then times each query type through an in-process Datasette made by
+``crawler.serve.make_datasette``: the releases table view
+(``/archive/releases.json?_search=``, facets and count included) and the
+canned ``search`` query (bm25-ranked, with snippets). Prints p50/p95 per
+query type, time-limit hits, build time and file sizes.
+
+Text is generated from Zipf-weighted vocabularies: English ~300-800 words,
+Chinese ~500-1500 characters, plus some Japanese and Korean. A few planted
+words and phrases give known rare/common frequencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import statistics
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.schema import RELEASES_COLUMNS, open_archive  # noqa: E402
+from pipelines.search_index import FTS_TABLE, ensure_search, index_releases  # noqa: E402
+
+COMMON_EN = (
+    "the of and to in a is that for on with as by this it be are was at from has "
+    "have we our will government minister said people support security international "
+    "cooperation development economic countries meeting president foreign trade policy "
+    "war peace software network property intellectual rights health climate energy"
+).split()
+COMMON_ZH = (
+    "的 了 是 在 和 有 我们 中国 政府 国际 合作 发展 安全 经济 会议 外交部 发言人 "
+    "表示 问题 国家 人民 网络 双方 关系 支持 推动 建设 全球 和平 世界 地区 领域"
+).split()
+ZH_CHARS = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
+KANA = [chr(c) for c in range(0x3041, 0x3094)] + [chr(c) for c in range(0x30A1, 0x30F4)]
+HANGUL = [chr(c) for c in range(0xAC00, 0xAC00 + 1500)]
+SOURCES = [(f"source_{i:02d}", ["us", "cn", "gb", "jp", "kr", "un"][i % 6], ["ministry", "embassy", "mission"][i % 3]) for i in range(40)]
+
+# (query type, queries) timed through Datasette. Frequencies come from make_*.
+QUERIES = {
+    "rare word": ["zygomorphic", "quixotically", "perihelion"],
+    "common word": ["the", "government", "cooperation"],
+    "phrase": ['"intellectual property"', '"climate change"', '"foreign minister"'],
+    "CJK 2-char": ["网络", "合作", "安全"],
+    "CJK 4-char": ["知识产权", "气候变化", "一带一路"],
+    "mixed": ["5G 网络", "WTO规则", "G20 合作"],
+    "Japanese/Korean": ["政府は", "정부"],
+}
+
+
+def zipf_weights(n: int) -> list[float]:
+    return list(itertools.accumulate(1 / (rank + 1) for rank in range(n)))
+
+
+def synthetic_word(rng: random.Random) -> str:
+    syllables = ["ka", "lo", "mi", "ter", "an", "sub", "ex", "pro", "ri", "ven", "dor", "al", "ion", "st", "ure"]
+    return "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+
+
+class TextMaker:
+    def __init__(self, seed: int = 1):
+        # Vocabularies come from a fixed seed so every batch shares them.
+        self.rng = random.Random(0)
+        en = COMMON_EN + sorted({synthetic_word(self.rng) for _ in range(40000)})
+        self.en, self.en_cum = en, zipf_weights(len(en))
+        zh_words = COMMON_ZH + [
+            "".join(self.rng.choices(ZH_CHARS, k=self.rng.choice([1, 2, 2, 2, 3, 4])))
+            for _ in range(30000)
+        ]
+        self.zh, self.zh_cum = zh_words, zipf_weights(len(zh_words))
+        self.rng = random.Random(seed)
+
+    def english(self) -> str:
+        rng = self.rng
+        words = rng.choices(self.en, cum_weights=self.en_cum, k=rng.randint(300, 800))
+        for phrase, rate in (("intellectual property", 0.02), ("climate change", 0.05), ("foreign minister", 0.1)):
+            if rng.random() < rate:
+                words.insert(rng.randrange(len(words)), phrase)
+        for rare in ("zygomorphic", "quixotically", "perihelion"):
+            if rng.random() < 0.0001:
+                words.insert(rng.randrange(len(words)), rare)
+        paragraphs = [" ".join(words[i : i + 80]).capitalize() + "." for i in range(0, len(words), 80)]
+        return "\n".join(paragraphs)
+
+    def chinese(self) -> str:
+        rng = self.rng
+        target = rng.randint(500, 1500)
+        words = rng.choices(self.zh, cum_weights=self.zh_cum, k=target // 2)
+        for planted, rate in (("知识产权", 0.03), ("气候变化", 0.05), ("一带一路", 0.02), ("5G", 0.02), ("WTO", 0.02), ("G20", 0.03)):
+            if rng.random() < rate:
+                words.insert(rng.randrange(len(words)), planted)
+        out, sentence = [], 0
+        for word in words:
+            out.append(word)
+            sentence += len(word)
+            if sentence > rng.randint(8, 30):
+                out.append(rng.choice("，。；"))
+                sentence = 0
+        text = "".join(out)
+        return "\n".join(text[i : i + 300] for i in range(0, len(text), 300))
+
+    def japanese(self) -> str:
+        rng = self.rng
+        parts = [("政府" if rng.random() < 0.3 else "".join(rng.choices(ZH_CHARS[:500], k=2))) + "".join(rng.choices(KANA, k=rng.randint(1, 4))) for _ in range(200)]
+        return "。".join(parts)
+
+    def korean(self) -> str:
+        rng = self.rng
+        words = [("정부" if rng.random() < 0.05 else "".join(rng.choices(HANGUL, k=rng.randint(2, 4)))) + rng.choice(["는", "가", "를", ""]) for _ in range(300)]
+        return " ".join(words)
+
+    def release(self, i: int) -> dict:
+        rng = self.rng
+        r = rng.random()
+        language, text = (
+            ("en", self.english()) if r < 0.6 else
+            ("zh", self.chinese()) if r < 0.95 else
+            ("ja", self.japanese()) if r < 0.98 else
+            ("ko", self.korean())
+        )
+        source_id, country, kind = rng.choice(SOURCES)
+        year = rng.randint(2000, 2025)
+        published = f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        title = " ".join(text.split("\n")[0].split()[:8])[:80] if language in ("en", "ko") else text[:30]
+        return {
+            "id": i, "source_id": source_id, "url": f"https://example.org/{source_id}/{i}",
+            "title": title, "published": published, "year": year, "language": language,
+            "text": text, "word_count": len(text.split()), "country": country, "kind": kind,
+            "date_source": "meta", "content_hash": f"{i:064x}",
+            "first_seen": "2025-01-01T00:00:00Z", "last_seen": "2025-01-01T00:00:00Z",
+        }
+
+
+def _make_batch(ids: list[int]) -> list[dict]:
+    maker = TextMaker(seed=ids[0])
+    return [maker.release(i) for i in ids]
+
+
+def build(path: Path, rows: int, batch: int = 5000) -> float:
+    """Insert ``rows`` releases and index them batch by batch, as a crawl would.
+
+    Text is generated in a worker process while this one writes.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    if path.exists():
+        path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    db = open_archive(path)
+    ensure_search(db)
+    db.execute("pragma synchronous = off")
+    db.execute("pragma cache_size = -1000000")  # 1 GB: keeps b-tree and FTS merges in memory
+    columns = [c for c in RELEASES_COLUMNS if c in TextMaker().release(0)]
+    insert = f"insert into releases ({', '.join(columns)}) values ({', '.join('?' * len(columns))})"
+    batches = [list(range(f, min(f + batch, rows + 1))) for f in range(1, rows + 1, batch)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        for n, records in enumerate(pool.map(_make_batch, batches), 1):
+            ids = [r["id"] for r in records]
+            with db.conn:
+                db.conn.executemany(insert, [[r[c] for c in columns] for r in records])
+                index_releases(db, ids)
+            if n % 20 == 0:
+                print(f"  {ids[-1]:,} rows, {time.perf_counter() - start:.0f} s", flush=True)
+    with db.conn:
+        db.execute(f"insert into {FTS_TABLE} ({FTS_TABLE}) values ('optimize')")
+    db.execute("pragma wal_checkpoint(truncate)")
+    return time.perf_counter() - start
+
+
+def size_report(path: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        sizes = dict(conn.execute("select name, sum(pgsize) from dbstat group by name"))
+    except sqlite3.OperationalError:
+        sizes = {}
+    conn.close()
+    index = sum(v for k, v in sizes.items() if k.startswith("releases_fts"))
+    return (
+        f"file {os.path.getsize(path) / 1e9:.2f} GB; search index (releases_fts*) "
+        f"{index / 1e9:.2f} GB; releases table {sizes.get('releases', 0) / 1e9:.2f} GB"
+    )
+
+
+async def time_queries(path: Path, repeats: int) -> None:
+    from crawler.serve import make_datasette
+
+    ds = make_datasette(path)
+    db_name = path.stem
+    endpoints = {
+        "table": lambda q: f"/{db_name}/releases.json?_search={urllib.parse.quote(q)}",
+        "search": lambda q: f"/{db_name}/search.json?q={urllib.parse.quote(q)}",
+    }
+    print(f"{'query type':18} {'endpoint':7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  matches (first query)  timeouts")
+    for kind, queries in QUERIES.items():
+        for name, url_for in endpoints.items():
+            timings, timeouts, counts = [], 0, []
+            for q in queries:
+                await ds.client.get(url_for(q))  # warm-up: page cache, not query cache
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    response = await ds.client.get(url_for(q))
+                    timings.append((time.perf_counter() - t0) * 1000)
+                    data = response.json()
+                    if response.status_code != 200 or data.get("facets_timed_out"):
+                        timeouts += 1
+                counts.append(data.get("filtered_table_rows_count", len(data.get("rows", []))))
+            timings.sort()
+            p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+            print(
+                f"{kind:18} {name:7} {statistics.median(timings):8.1f} {p95:8.1f} "
+                f"{timings[-1]:8.1f}  {str(counts):22} {timeouts}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, default=Path("/tmp/pressarchive-bench.db"))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rebuild", action="store_true", help="rebuild even if --db exists")
+    args = parser.parse_args()
+
+    existing = 0
+    if args.db.exists() and not args.rebuild:
+        import sqlite3
+
+        existing = sqlite3.connect(args.db).execute("select count(*) from releases").fetchone()[0]
+    if existing != args.rows:
+        print(f"building {args.rows:,} releases in {args.db}")
+        print(f"build time {build(args.db, args.rows):.0f} s")
+    print(size_report(args.db))
+    asyncio.run(time_queries(args.db, args.repeats))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m crawler`` is ``pressarchive``."""
+
+from crawler.cli import main
+
+main()

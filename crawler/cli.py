@@ -1,0 +1,160 @@
+"""The ``pressarchive`` command line: crawl, list sources, extract one page, run the demo.
+
+Every user error (bad registry, unknown source, missing file) ends in one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from crawler import __version__
+from crawler.sources import SourceError, bundled_catalogue, load_sources, select_sources
+
+EXIT_SOURCE_FAILED = 1
+
+db_option = click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("archive.db"),
+    show_default=True, help="SQLite archive file (created if missing).",
+)
+sources_option = click.option(
+    "--sources", "sources_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Source registry (TOML). Default: the bundled catalogue.",
+)
+
+
+def fail(message: str, code: int = 2):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def load_registry(sources_file):
+    try:
+        return load_sources(sources_file)
+    except SourceError as exc:
+        fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pressarchive")
+def cli():
+    """Crawl official statements (press releases, readouts, embassy statements) into a
+    searchable SQLite archive, serve it with Datasette and export snapshots."""
+
+
+@cli.command()
+@click.argument("source_ids", nargs=-1)
+@sources_option
+@db_option
+@click.option("--contact", metavar="URL", envvar="PRESSARCHIVE_CONTACT",
+              help="Contact URL or mailto: put in the User-Agent [env PRESSARCHIVE_CONTACT].")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
+              show_default=True, help="How much the crawl logs.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the log to this file.")
+def crawl(source_ids, sources_file, db_path, contact, log_level, log_file):
+    """Crawl SOURCE_IDS (default: every enabled source) into the archive.
+
+    Exit code 0 when every source was reached, 1 when a source failed or the
+    crawl was interrupted, 2 on a usage or registry error.
+    """
+    registry = load_registry(sources_file)
+    try:
+        selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
+    except SourceError as exc:
+        fail(str(exc))
+    code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file)
+    sys.exit(code)
+
+
+def crawl_sources(selected, db_path, **options) -> int:
+    from crawler.runner import build_settings, run_crawl  # Scrapy import is slow: only when crawling
+
+    if db_path.parent and not db_path.parent.exists():
+        fail(f"folder of --db does not exist: {db_path.parent}")
+    rows = run_crawl(selected, build_settings(db_path, **options))
+    failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
+    for row in rows:
+        click.echo(
+            f"{row['source_id']}: {row['status']} ({row['new']} new, {row['changed']} changed, "
+            f"{row['unchanged']} unchanged, {row['errors']} errors, {row['requests']} requests)"
+        )
+    click.echo(f"Archive: {db_path}")
+    return EXIT_SOURCE_FAILED if failed or not rows else 0
+
+
+@cli.command("sources")
+@sources_option
+@click.option("--json", "as_json", is_flag=True, help="Print the validated registry as JSON lines.")
+def sources_command(sources_file, as_json):
+    """List and validate the source registry."""
+    registry = load_registry(sources_file)
+    for source in registry:
+        if as_json:
+            click.echo(json.dumps(source.as_row() | {"enabled": source.enabled}, ensure_ascii=False))
+        else:
+            state = "" if source.enabled else "  [disabled]"
+            click.echo(
+                f"{source.id:<28} {source.kind:<18} {source.country:<3} {','.join(source.languages):<6} {source.name}{state}"
+            )
+    if not as_json:
+        click.echo(f"{len(registry)} sources OK ({sources_file or bundled_catalogue()})", err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", help="The page's original URL (helps dates and links).")
+@click.option("--charset", help="Charset the server declared in Content-Type, if any.")
+def extract(file, url, charset):
+    """Print title, text, date and language extracted from a saved page, as JSON."""
+    from pipelines import extraction
+
+    result = extraction.extract(file.read_bytes(), url, http_charset=charset)
+    data = {k: v for k, v in result.as_dict().items()}
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@cli.command()
+@db_option
+@click.option("--serve/--no-serve", default=False, help="Start Datasette on the result afterwards.")
+def demo(db_path, serve):
+    """Crawl the built-in demo sites (served on 127.0.0.1) into the archive; offline."""
+    from crawler.demo import run_demo
+
+    code = run_demo(db_path, crawl_sources)
+    click.echo(
+        "\nLook at the result:\n"
+        f"  pressarchive serve --db {db_path}      then open http://127.0.0.1:8001/{db_path.stem}/releases\n"
+        f"  search: http://127.0.0.1:8001/{db_path.stem}/releases?_search=cyber-enabled+theft\n"
+        f"  pressarchive export --db {db_path}     CSV snapshot in ./exports/"
+    )
+    if serve and code == 0:
+        from crawler.serve import serve_command
+
+        serve_command.main(["--db", str(db_path)], standalone_mode=True)
+    sys.exit(code)
+
+
+def _register_optional_commands():
+    # Commands whose modules are optional at import time stay out of the way of the others.
+    from crawler.export import export_command
+    try:  # TEMPDEV
+        from crawler.serve import serve_command
+        cli.add_command(serve_command)
+    except ImportError:  # TEMPDEV
+        pass
+    cli.add_command(export_command)
+
+
+_register_optional_commands()
+
+
+def main():
+    cli(prog_name="pressarchive")
+
+
+if __name__ == "__main__":
+    main()

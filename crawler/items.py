@@ -1,0 +1,35 @@
+"""What the spider hands to the pipelines: one fetched release page.
+
+The spider fills the fetch fields; ``pipelines.clean`` fills the cleaned
+fields; ``pipelines.store`` writes them. The raw body is kept out of ``repr``
+so that log lines about an item stay one line long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ReleaseItem:
+    source_id: str
+    url: str  # normalised; the archive's key
+    fetched_url: str
+    http_status: int
+    content_type: str | None
+    http_charset: str | None
+    fetched_at: str  # ISO 8601 UTC
+    body: bytes = field(default=b"", repr=False)
+    hints: dict = field(default_factory=dict)  # what discovery knew: feed/sitemap/listing date and title
+
+    # Filled by pipelines.clean
+    title: str | None = None
+    text: str | None = field(default=None, repr=False)
+    published: str | None = None
+    date_source: str | None = None
+    language: str | None = None
+    encoding: str | None = None
+    canonical_url: str | None = None
+    content_hash: str | None = None
+    word_count: int | None = None
+    extractor: str | None = None

@@ -1,0 +1,60 @@
+"""Every crawl default in one place (Scrapy settings for ``crawler``).
+
+Politeness first: robots.txt obeyed (Scrapy's own default is False), one
+request at a time per host with a delay, AutoThrottle on top, an identifying
+User-Agent with a contact URL, retries on 5xx/429. Per-source delays from
+sources.toml become ``DOWNLOAD_SLOTS`` entries at spider start.
+
+Project settings read by pressarchive's components:
+``ARCHIVE_DB`` (path of the SQLite archive), ``ARCHIVE_BATCH_SIZE`` (releases
+written per transaction), ``PRESSARCHIVE_CONTACT`` (URL or mailto put in the
+User-Agent), ``PRESSARCHIVE_SOURCES`` (registry file; empty = bundled).
+"""
+
+import os
+
+from crawler import __version__
+
+BOT_NAME = "pressarchive"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+PRESSARCHIVE_CONTACT = os.environ.get("PRESSARCHIVE_CONTACT", "https://github.com/pressarchive/pressarchive")
+USER_AGENT = f"pressarchive/{__version__} (+{PRESSARCHIVE_CONTACT}; archive of official statements)"
+
+ROBOTSTXT_OBEY = True
+DOWNLOAD_DELAY = 2.0
+DOWNLOAD_DELAY_JITTER = 0.25
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 1
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 2.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+EXTENSIONS = {
+    "scrapy.extensions.throttle.AutoThrottle": None,
+    "crawler.throttle.SourceAwareAutoThrottle": 0,
+    "scrapy.extensions.telnet.TelnetConsole": None,
+}
+
+RETRY_ENABLED = True
+RETRY_TIMES = 2
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
+HTTPERROR_ALLOW_ALL = False
+REDIRECT_MAX_TIMES = 5
+COOKIES_ENABLED = False
+
+ITEM_PIPELINES = {
+    "pipelines.clean.CleanPipeline": 300,
+    "pipelines.store.StorePipeline": 800,
+}
+
+ARCHIVE_DB = "archive.db"
+ARCHIVE_BATCH_SIZE = 25
+PRESSARCHIVE_SOURCES = ""
+
+LOG_LEVEL = "INFO"
+FEED_EXPORT_ENCODING = "utf-8"

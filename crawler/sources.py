@@ -1,0 +1,230 @@
+"""The source registry: official publishers described as data in TOML.
+
+A registry file holds ``[[sources]]`` tables (keys documented in README.md and
+in :data:`KEYS`). :func:`load_sources` validates the whole file before any
+request is made and raises :class:`SourceError` with one line naming the file,
+the source id and the key at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+KINDS = ("embassy", "foreign_ministry", "head_of_government", "government", "agency", "international")
+DEFAULT_DELAY = 2.0  # seconds between requests to one host; polite unless a source says otherwise
+DEFAULT_MAX_PAGES = 50  # listing pages followed per listing URL in one crawl
+
+# key -> (python type(s), required)
+KEYS = {
+    "id": (str, True),
+    "name": (str, True),
+    "country": (str, True),
+    "kind": (str, True),
+    "languages": (list, True),
+    "feeds": (list, False),
+    "sitemaps": (list, False),
+    "listings": (list, False),
+    "article_pattern": (str, True),
+    "pagination_pattern": (str, False),
+    "allowed_domains": (list, False),
+    "delay": ((int, float), False),
+    "max_pages": (int, False),
+    "homepage": (str, False),
+    "host_country": (str, False),
+    "enabled": (bool, False),
+    "notes": (str, False),
+}
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$|^[A-Z][A-Z0-9-]{1,11}$")
+LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+DOMAIN_RE = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+class SourceError(ValueError):
+    """A registry problem a user must fix; ``str()`` is the one-line message."""
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    name: str
+    country: str
+    kind: str
+    languages: list[str]
+    article_pattern: str
+    feeds: list[str] = field(default_factory=list)
+    sitemaps: list[str] = field(default_factory=list)
+    listings: list[str] = field(default_factory=list)
+    pagination_pattern: str | None = None
+    allowed_domains: list[str] = field(default_factory=list)
+    delay: float = DEFAULT_DELAY
+    max_pages: int = DEFAULT_MAX_PAGES
+    homepage: str | None = None
+    host_country: str | None = None
+    enabled: bool = True
+    notes: str = ""
+
+    @property
+    def article_re(self) -> re.Pattern:
+        return re.compile(self.article_pattern)
+
+    @property
+    def pagination_re(self) -> re.Pattern | None:
+        return re.compile(self.pagination_pattern) if self.pagination_pattern else None
+
+    def allows(self, url: str) -> bool:
+        """True when ``url``'s host is one of this source's domains (or a subdomain)."""
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == d or host.endswith("." + d) for d in self.allowed_domains)
+
+    def as_row(self) -> dict:
+        row = asdict(self)
+        row.pop("enabled")
+        for key in ("languages", "feeds", "sitemaps", "listings", "allowed_domains"):
+            row[key] = json.dumps(row[key], ensure_ascii=False)
+        return row
+
+
+def bundled_catalogue() -> Path:
+    """Path of the catalogue shipped inside the package."""
+    return Path(str(resources.files("crawler").joinpath("sources.toml")))
+
+
+def load_sources(path: str | Path | None = None, text: str | None = None) -> list[Source]:
+    """Read and validate a registry file; raise SourceError on the first problem."""
+    path = Path(path) if path else bundled_catalogue()
+    where = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SourceError(f"{where}: file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{where}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceError(f"{where}: TOML syntax error: {exc}") from None
+    extra = sorted(set(data) - {"sources"})
+    if extra:
+        raise SourceError(f"{where}: unknown top-level key '{extra[0]}' (expected [[sources]] tables)")
+    entries = data.get("sources")
+    if not isinstance(entries, list) or not entries:
+        raise SourceError(f"{where}: no [[sources]] tables found")
+    sources, seen = [], set()
+    for index, entry in enumerate(entries, start=1):
+        source = _validate(entry, where, index)
+        if source.id in seen:
+            raise SourceError(f"{where}: source '{source.id}': key 'id': duplicate id")
+        seen.add(source.id)
+        sources.append(source)
+    return sources
+
+
+def select_sources(sources: list[Source], ids: list[str] | tuple[str, ...], where: str = "registry") -> list[Source]:
+    """The sources named by ``ids`` (all enabled ones when empty); unknown ids are an error."""
+    if not ids:
+        return [s for s in sources if s.enabled]
+    by_id = {s.id: s for s in sources}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise SourceError(f"{where}: unknown source id '{unknown[0]}' (see `pressarchive sources`)")
+    return [by_id[i] for i in ids]
+
+
+def _validate(entry: dict, where: str, index: int) -> Source:
+    sid = entry.get("id") if isinstance(entry.get("id"), str) else f"#{index}"
+
+    def fail(key: str, problem: str):
+        raise SourceError(f"{where}: source '{sid}': key '{key}': {problem}")
+
+    for key in entry:
+        if key not in KEYS:
+            fail(key, f"unknown key (allowed: {', '.join(KEYS)})")
+    for key, (types, required) in KEYS.items():
+        if key not in entry:
+            if required:
+                fail(key, "missing required key")
+            continue
+        value = entry[key]
+        if isinstance(value, bool) and types is not bool:
+            fail(key, f"expected {_type_name(types)}, got a boolean")
+        if not isinstance(value, types):
+            fail(key, f"expected {_type_name(types)}, got {type(value).__name__}")
+        if types is list and not all(isinstance(v, str) for v in value):
+            fail(key, "expected a list of strings")
+
+    if not ID_RE.match(entry["id"]):
+        fail("id", "use lowercase letters, digits, '-' and '_'")
+    if not entry["name"].strip():
+        fail("name", "must not be empty")
+    if not COUNTRY_RE.match(entry["country"]):
+        fail("country", "expected an ISO 3166 alpha-2 code such as 'CA' (or an org code such as 'EU')")
+    if entry["kind"] not in KINDS:
+        fail("kind", f"expected one of {', '.join(KINDS)}")
+    if not entry["languages"]:
+        fail("languages", "list at least one BCP 47 code")
+    for lang in entry["languages"]:
+        if not LANGUAGE_RE.match(lang):
+            fail("languages", f"'{lang}' is not a BCP 47 language code")
+    for key in ("feeds", "sitemaps", "listings"):
+        for url in entry.get(key, []):
+            if not _is_http_url(url):
+                fail(key, f"'{url}' is not an absolute http(s) URL")
+    start_urls = [u for k in ("feeds", "sitemaps", "listings") for u in entry.get(k, [])]
+    if not start_urls:
+        fail("listings", "a source needs at least one URL in feeds, sitemaps or listings")
+    for key in ("article_pattern", "pagination_pattern"):
+        if key in entry:
+            try:
+                re.compile(entry[key])
+            except re.error as exc:
+                fail(key, f"bad regular expression: {exc}")
+    if "homepage" in entry and not _is_http_url(entry["homepage"]):
+        fail("homepage", f"'{entry['homepage']}' is not an absolute http(s) URL")
+    domains = entry.get("allowed_domains")
+    if domains is not None:
+        for domain in domains:
+            if not DOMAIN_RE.match(domain) or "." not in domain and domain != "localhost":
+                fail("allowed_domains", f"'{domain}' is not a host name (no scheme, port or path)")
+        uncovered = [u for u in start_urls if not _host_in(u, domains)]
+        if uncovered:
+            fail("allowed_domains", f"does not cover the host of '{uncovered[0]}'")
+    else:
+        domains = sorted({urlsplit(u).hostname.lower() for u in start_urls})
+    delay = entry.get("delay", DEFAULT_DELAY)
+    if delay < 0:
+        fail("delay", "must be >= 0 seconds")
+    max_pages = entry.get("max_pages", DEFAULT_MAX_PAGES)
+    if max_pages < 1:
+        fail("max_pages", "must be >= 1")
+    if "host_country" in entry and not COUNTRY_RE.match(entry["host_country"]):
+        fail("host_country", "expected an ISO 3166 alpha-2 code")
+
+    values = {k: v for k, v in entry.items() if k in KEYS}
+    values.update(allowed_domains=[d.lower() for d in domains], delay=float(delay), max_pages=max_pages)
+    return Source(**values)
+
+
+def _type_name(types) -> str:
+    names = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
+    if isinstance(types, tuple):
+        return "a number"
+    return names.get(types, types.__name__)
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _host_in(url: str, domains: list[str]) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)

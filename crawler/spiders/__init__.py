@@ -1,0 +1,1 @@
+"""Spiders of the pressarchive Scrapy project (one config-driven spider: ``releases``)."""

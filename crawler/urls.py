@@ -1,0 +1,38 @@
+"""URL normalisation: the key under which a release is stored.
+
+Two links to the same release (with a fragment, with tracking parameters,
+with an upper-case host or a default port) must map to one row.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+TRACKING_PARAMS = {
+    "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "_gl", "igshid",
+    "yclid", "spm", "from", "share", "ref_src", "cmpid",
+}
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "wt.", "__hs")
+
+
+def is_tracking_param(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def normalise_url(url: str) -> str:
+    """Scheme and host lower-cased, default port, fragment and tracking parameters dropped."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        host = f"{host}:{port}"
+    path = parts.path or "/"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if not is_tracking_param(k)]
+    if len(kept) != len(pairs):
+        # Re-encode only when something was dropped, so ordinary URLs keep their exact bytes.
+        query = urlencode(kept, doseq=True)
+    return urlunsplit((scheme, host, path, query, ""))

@@ -1,0 +1,1 @@
+"""Item pipelines: clean each fetched page (``clean``), then store it (``store``)."""

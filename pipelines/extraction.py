@@ -1,0 +1,445 @@
+"""Clean one fetched page into a release: headline, main text, date, language.
+
+Called by the spider / store pipeline as ``extract(body, url, ...)`` and by the
+``pressarchive extract`` command. The steps:
+
+1. bytes -> text with :func:`pipelines.encoding.decode_html` (wrong or missing
+   charset declarations, GBK without any declaration);
+2. one lxml parse, shared by every step below;
+3. main text: a site-family body container when the page has one
+   (:data:`BODY_CONTAINERS`: TRS CMS ``.TRS_Editor``, GOV.UK ``.gem-c-govspeak``,
+   canada.ca/WET ``main[property=mainContentOfPage]``, Drupal ``.field--name-body``,
+   WordPress ``.entry-content`` ...), else trafilatura favouring precision; both
+   then lose boilerplate lines (:data:`BOILERPLATE_LINE_RE`: "Date modified",
+   "Report a problem on this page", share widgets, breadcrumbs, cookie notices);
+4. headline: the ``<h1>`` when the ``<title>`` or ``og:title`` confirms it, else
+   ``og:title`` / TRS ``ArticleTitle`` / the ``<title>`` minus its " | Site name"
+   part, else the crawl's title hint;
+5. publication date and its source: :mod:`pipelines.dates` (precedence there);
+6. language: script (Han, kana, hangul, Cyrillic...) and stopwords, with
+   ``<html lang>`` and the source's expected languages as tie-breakers.
+
+Bump :data:`EXTRACTOR_VERSION` whenever output for the same bytes changes: the
+store records it per release so old rows can be re-extracted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from urllib.parse import urljoin
+
+import trafilatura
+from lxml import etree
+from trafilatura.utils import load_html
+
+from pipelines.dates import find_published
+from pipelines.encoding import decode_html
+
+logger = logging.getLogger(__name__)
+
+EXTRACTOR_VERSION = f"pressarchive-extract/1 trafilatura/{trafilatura.__version__}"
+
+__all__ = [
+    "EXTRACTOR_VERSION",
+    "Extraction",
+    "content_hash",
+    "decode_html",
+    "extract",
+    "normalise_text",
+    "word_count",
+]
+
+# Site-family article bodies, tried in order; the first that matches with enough text wins.
+BODY_CONTAINERS = (
+    # TRS CMS: PRC ministries and embassies (fmprc.gov.cn, *.china-embassy.gov.cn)
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' TRS_Editor ')]",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' TRS_UEDITOR ')]",
+    "//*[@id='News_Body_Txt_A']",
+    # GOV.UK
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' gem-c-govspeak ')]",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' govspeak ')]",
+    # canada.ca (AEM components inside the WET template)
+    "//main//*[contains(concat(' ', normalize-space(@class), ' '), ' cmp-text ')]",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' mwsbodytext ')]",
+    # Drupal body field (pm.gc.ca and many government Drupal sites)
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' field--name-body ')]",
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' field-name-body ')]",
+    # WordPress (state.gov, whitehouse.gov and many ministries)
+    "//*[contains(concat(' ', normalize-space(@class), ' '), ' entry-content ')]",
+    # canada.ca / WET pages without AEM components: the whole main element, cleaned below
+    "//main[@property='mainContentOfPage']",
+)
+# A container with less visible text than this is a teaser or an empty template slot.
+MIN_CONTAINER_CHARS = 80
+MIN_CONTAINER_CJK = 30
+
+# A table cell with more text than this makes its table a layout table.
+LAYOUT_CELL_CHARS = 200
+# Below this, precision-mode output is suspect and balanced mode is tried too.
+SHORT_TEXT_CHARS = 400
+SHORT_TEXT_CJK = 150
+
+BLOCK_TAGS = {
+    "p", "div", "section", "article", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
+    "blockquote", "pre", "table", "tr", "br", "hr", "header", "footer", "figure", "figcaption", "address",
+    "center", "main", "details", "summary",
+}
+SKIP_TAGS = {"script", "style", "noscript", "template", "form", "button", "nav", "aside", "select", "iframe",
+             "svg", "object", "input", "textarea", "label"}
+# class/id words marking widgets inside an otherwise good container.
+BOILERPLATE_ATTR_RE = re.compile(
+    r"(^|[\s_-])(share|sharing|social|breadcrumbs?|related|cookie|consent|pagedetails|page-details|"
+    r"report-problem|wb-share|print|toolbar|tags|skip|gc-pagedetails|datemod|feedback)($|[\s_-])",
+    re.IGNORECASE,
+)
+# Whole lines that are site furniture, not release text (checked on short lines only).
+BOILERPLATE_LINE_RE = re.compile(
+    r"^\W*("
+    r"date modified|last modified|last updated|page details|report a problem|share this( page| article)?"
+    r"|share (on|via)\b|follow us|print( this page)?$|email this|back to top|top of page|you are here"
+    r"|home\s*[>›»/|]|skip to (main )?content|cookies?\b|we use cookies|this (web)?site uses cookies"
+    r"|accept (all )?cookies|related (links|news|articles|content)\b"
+    r"|date de modification|signaler un problème|partager cette page|imprimer"
+    r"|seite (drucken|teilen)|diese seite (drucken|teilen|weiterempfehlen)|nach oben|zum seitenanfang"
+    r"|打印本页|打印|关闭窗口|关闭|分享到|返回顶部|【\s*(打印|关闭|大|中|小|字体)"
+    r")",
+    re.IGNORECASE,
+)
+BOILERPLATE_MAX_LINE = 120
+
+TITLE_SEPARATORS_RE = re.compile(r"\s+[|\-–—:·»]\s+|\s*[|_]\s*|\s+::\s+")
+SITE_NAME_META = ("og:site_name", "application-name", "sitename", "site_name", "apple-mobile-web-app-title")
+HEADLINE_META = ("og:title", "twitter:title", "articletitle", "dc.title", "dcterms.title", "title", "headline")
+
+CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+WORD_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W_]+")
+SCRIPTS = (
+    ("ja", re.compile(r"[\u3040-\u30ff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af]")),
+    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
+    ("ru", re.compile(r"[\u0400-\u04ff]")),
+    ("ar", re.compile(r"[\u0600-\u06ff]")),
+    ("el", re.compile(r"[\u0370-\u03ff]")),
+    ("he", re.compile(r"[\u0590-\u05ff]")),
+    ("th", re.compile(r"[\u0e00-\u0e7f]")),
+)
+STOPWORDS = {
+    "en": {"the", "and", "of", "to", "in", "is", "that", "for", "with", "on", "was", "are", "by", "this", "be"},
+    "fr": {"le", "la", "les", "et", "des", "du", "est", "une", "que", "pour", "dans", "sur", "au", "par", "qui"},
+    "de": {"der", "die", "und", "das", "ist", "nicht", "mit", "den", "von", "zu", "sich", "des", "auf", "für", "ein"},
+    "es": {"el", "la", "los", "las", "y", "que", "de", "en", "por", "con", "para", "una", "del", "se", "es"},
+    "pt": {"o", "a", "os", "as", "e", "que", "de", "em", "para", "com", "uma", "do", "da", "não", "por"},
+    "it": {"il", "la", "che", "di", "e", "per", "una", "con", "non", "sono", "della", "del", "gli", "nel", "è"},
+    "nl": {"de", "het", "een", "en", "van", "is", "dat", "op", "te", "niet", "met", "voor", "zijn", "aan", "ook"},
+}
+LANGUAGE_SAMPLE = 3000
+
+
+@dataclass
+class Extraction:
+    """What the archive stores about one page's content.
+
+    ``date_source`` is one of: ``meta``, ``json-ld``, ``url``, ``feed``, ``time``,
+    ``listing``, ``text``, ``sitemap``, ``htmldate`` (see :mod:`pipelines.dates`),
+    or None when no date was found. ``encoding`` is ``"unicode"`` when ``extract``
+    was given text rather than bytes.
+    """
+
+    title: str | None
+    text: str
+    published: str | None
+    date_source: str | None
+    language: str | None
+    encoding: str
+    canonical_url: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- text helpers used for hashing and counting ------------------------------------------
+
+
+def normalise_text(text: str) -> str:
+    """NFC, whitespace collapsed within lines, blank lines dropped: the form that is hashed."""
+    text = unicodedata.normalize("NFC", text or "")
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def word_count(text: str) -> int:
+    """Latin-script (and other spaced) words plus CJK characters, each counting as one."""
+    return len(WORD_RE.findall(text or ""))
+
+
+# --- main text --------------------------------------------------------------------------
+
+
+def _is_boilerplate_element(element) -> bool:
+    if element.tag in SKIP_TAGS:
+        return True
+    marker = f"{element.get('class', '')} {element.get('id', '')} {element.get('role', '')}"
+    return marker.strip() != "" and bool(BOILERPLATE_ATTR_RE.search(marker))
+
+
+def container_text(container) -> str:
+    """Visible text of a body container, one line per block, widgets skipped."""
+    parts: list[str] = []
+    skipping = None
+    for event, node in etree.iterwalk(container, events=("start", "end")):
+        if not isinstance(node.tag, str):
+            if event == "end" and skipping is None and node.tail:
+                parts.append(node.tail)
+            continue
+        if event == "start":
+            if skipping is None and node is not container and _is_boilerplate_element(node):
+                skipping = node
+            if skipping is None:
+                if node.tag in BLOCK_TAGS or node.tag in ("td", "th"):
+                    parts.append("\n" if node.tag not in ("td", "th") else " ")
+                parts.append(node.text or "")
+            continue
+        if node is skipping:
+            skipping = None
+        elif skipping is not None:
+            continue
+        if node.tag in BLOCK_TAGS:
+            parts.append("\n")
+        if node is not container and node.tail:
+            parts.append(node.tail)
+    return "".join(parts)
+
+
+def _enough_text(text: str) -> bool:
+    return len(text) >= MIN_CONTAINER_CHARS or len(CJK_RE.findall(text)) >= MIN_CONTAINER_CJK
+
+
+def site_family_text(tree) -> str | None:
+    """Main text from a known site-family body container, or None when there is none."""
+    for xpath in BODY_CONTAINERS:
+        nodes = tree.xpath(xpath)
+        # Nested matches (a container inside another) would repeat text: keep outermost only.
+        outer = [n for n in nodes if not any(a in nodes for a in n.iterancestors())]
+        text = "\n".join(container_text(node) for node in outer)
+        if _enough_text(text.strip()):
+            return text
+    return None
+
+
+def _mostly_han(tree) -> bool:
+    sample = (tree.findtext(".//title") or "") + " ".join(tree.xpath("//body//p//text()")[:50])
+    return len(CJK_RE.findall(sample)) > 0.3 * max(1, len(sample))
+
+
+def unwrap_layout_tables(tree) -> None:
+    """Turn layout tables into plain blocks so trafilatura scores their cells one by one.
+
+    Old portals (and many Chinese sites) lay whole pages out in nested tables; kept
+    as tables, the article and the menus around it come out as one "table" of rows.
+    A table is layout when it holds another table or a cell with a long text; data
+    tables (short cells) are left alone. Only applied to Chinese-script pages: on the
+    English government pages of the benchmark it cost more than it gained.
+    """
+    for table in tree.xpath("//table[.//table or .//td[string-length(normalize-space(.)) > $n]]",
+                            n=LAYOUT_CELL_CHARS):
+        for element in table.xpath("self::table | ./tbody | ./thead | ./tfoot | ./tr | ./*/tr | ./tr/td"
+                                   " | ./*/tr/td | ./tr/th | ./*/tr/th"):
+            element.tag = "div"
+
+
+def _trafilatura(tree, url: str | None, precision: bool) -> str:
+    document = trafilatura.bare_extraction(
+        tree, url=url, favor_precision=precision, include_comments=False, include_tables=True, with_metadata=False
+    )
+    return (document.text or "") if document is not None else ""
+
+
+def trafilatura_text(tree, url: str | None) -> str:
+    """trafilatura favouring precision; its balanced mode when precision leaves almost nothing."""
+    if _mostly_han(tree):
+        unwrap_layout_tables(tree)
+    text = _trafilatura(tree, url, precision=True)
+    if len(text) < SHORT_TEXT_CHARS and len(CJK_RE.findall(text)) < SHORT_TEXT_CJK:
+        # Precision mode sometimes discards the whole body of short, plain pages.
+        balanced = _trafilatura(tree, url, precision=False)
+        if len(balanced) > len(text):
+            return balanced
+    return text
+
+
+def drop_boilerplate_lines(text: str) -> str:
+    lines = []
+    for line in normalise_text(text).split("\n"):
+        if len(line) <= BOILERPLATE_MAX_LINE and BOILERPLATE_LINE_RE.match(line):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main_text(tree, url: str | None) -> str:
+    text = site_family_text(tree)
+    if text is None:
+        text = trafilatura_text(tree, url)
+    return drop_boilerplate_lines(text)
+
+
+# --- headline -----------------------------------------------------------------------------
+
+
+def _clean(value: str | None) -> str:
+    return " ".join((value or "").split()).strip()
+
+
+def _meta_values(tree, names: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for meta in tree.xpath("//meta[@content]"):
+        key = (meta.get("property") or meta.get("name") or meta.get("itemprop") or "").strip().lower()
+        if key in names and key not in found and _clean(meta.get("content")):
+            found[key] = _clean(meta.get("content"))
+    return found
+
+
+def _fold(value: str) -> str:
+    return re.sub(r"\W+", "", unicodedata.normalize("NFKC", value).casefold())
+
+
+def _h1_candidates(tree) -> list[str]:
+    """h1 texts, those inside the main content first; logo-only and chrome h1s skipped."""
+    inside = tree.xpath("//main//h1 | //article//h1 | //*[@role='main']//h1")
+    others = [h for h in tree.xpath("//h1") if h not in inside and not h.xpath("ancestor::header|ancestor::nav")]
+    return [t for t in (_clean(h.text_content()) for h in inside + others) if t]
+
+
+def strip_site_name(title: str, site_names: list[str]) -> str:
+    """'Headline | Site' -> 'Headline': drop parts that are a site name, else keep the longest part."""
+    parts = [p for p in TITLE_SEPARATORS_RE.split(title) if p and p.strip()]
+    if len(parts) < 2:
+        return title
+    folded_sites = [_fold(s) for s in site_names if _fold(s)]
+    kept = [p for p in parts if not any(_fold(p) and (_fold(p) in s or s in _fold(p)) for s in folded_sites)]
+    if kept and len(kept) < len(parts):
+        # Rejoin the remaining parts with the separators the title used.
+        start, end = title.find(kept[0]), title.rfind(kept[-1]) + len(kept[-1])
+        return _clean(title[start:end])
+    return max(parts, key=len).strip()
+
+
+def find_title(tree, hint: str | None = None) -> str | None:
+    metas = _meta_values(tree, HEADLINE_META + SITE_NAME_META)
+    site_names = [metas[k] for k in SITE_NAME_META if k in metas]
+    page_title = _clean(tree.findtext(".//title"))
+    declared = [metas.get("articletitle"), metas.get("og:title"), metas.get("twitter:title"),
+                metas.get("dc.title"), metas.get("dcterms.title"), metas.get("headline"), page_title]
+    declared = [d for d in declared if d]
+    folded_site = {_fold(s) for s in site_names}
+    for h1 in _h1_candidates(tree):
+        folded = _fold(h1)
+        if folded and folded not in folded_site and any(folded in _fold(d) for d in declared):
+            return h1
+    for value in declared:
+        stripped = strip_site_name(value, site_names)
+        if stripped and _fold(stripped) not in folded_site:
+            return stripped
+    h1s = _h1_candidates(tree)
+    return h1s[0] if h1s else (_clean(hint) or None)
+
+
+# --- language, canonical URL ---------------------------------------------------------------
+
+
+def _declared_language(tree) -> str | None:
+    values = tree.xpath("/html/@lang | /html/@xml:lang | //meta[@http-equiv='content-language']/@content"
+                        " | //meta[@property='og:locale']/@content",
+                        namespaces={"xml": "http://www.w3.org/XML/1998/namespace"})
+    for value in values:
+        code = re.split(r"[-_]", value.strip().lower())[0]
+        if re.fullmatch(r"[a-z]{2,3}", code):
+            return code
+    return None
+
+
+def detect_language(tree, text: str, title: str | None, expected: list[str] | None) -> str | None:
+    sample = f"{title or ''}\n{text}"[:LANGUAGE_SAMPLE]
+    letters = sum(1 for c in sample if c.isalpha()) or 1
+    declared = _declared_language(tree)
+    expected = [e.split("-")[0].lower() for e in expected or []]
+    for code, pattern in SCRIPTS:
+        share = len(pattern.findall(sample)) / letters
+        # Kana or hangul in a Han page is a strong sign; Han alone needs to dominate.
+        if (code in ("ja", "ko") and share > 0.05) or share > 0.3:
+            if code == "ru" and declared in ("uk", "bg", "sr", "mk", "be", "kk"):
+                return declared
+            return code
+    words = re.findall(r"[^\W\d_]+", sample.lower())
+    scores = {lang: sum(1 for w in words if w in stops) for lang, stops in STOPWORDS.items()}
+    best = max(scores, key=scores.get)
+    for preferred in ([declared] if declared else []) + expected:
+        if scores.get(preferred, 0) >= 0.6 * scores[best] and scores[best] > 0:
+            return preferred
+    if scores[best] >= 3:
+        return best
+    return declared or (expected[0] if expected else None)
+
+
+def find_canonical(tree, url: str | None) -> str | None:
+    for value in tree.xpath("//link[@rel='canonical']/@href | //meta[@property='og:url']/@content"):
+        value = value.strip()
+        if value:
+            absolute = urljoin(url or "", value)
+            if absolute.startswith(("http://", "https://")):
+                return absolute
+    return None
+
+
+def parse_html(html: str):
+    """lxml tree of the page, or None. Repairs pages where markup before ``<html>`` hides the body."""
+    if not html.strip():
+        return None
+    tree = load_html(html)
+    if tree is None or tree.find("body") is None:
+        # A <script> before <html> makes lxml put the whole page in <head>: parse from <html> on.
+        start = html.lower().find("<html")
+        if start > 0:
+            tree = load_html(html[start:]) or tree
+    return tree
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def extract(
+    body: bytes | str,
+    url: str | None = None,
+    *,
+    http_charset: str | None = None,
+    fetched_at: datetime | None = None,
+    hints: dict | None = None,
+    languages: list[str] | None = None,
+) -> Extraction:
+    """Extract a release from a fetched page (bytes as fetched, or already-decoded text)."""
+    if isinstance(body, bytes):
+        html, encoding = decode_html(body, http_charset)
+    else:
+        html, encoding = body, "unicode"
+    fetched_at = fetched_at or datetime.now(timezone.utc)
+    if fetched_at.tzinfo is not None:
+        fetched_at = fetched_at.astimezone(timezone.utc)
+    tree = parse_html(html)
+    if tree is None:
+        logger.warning("unparseable page: %s", url)
+        return Extraction(_clean((hints or {}).get("title")) or None, "", None, None, None, encoding, None)
+    title = find_title(tree, (hints or {}).get("title"))
+    text = main_text(tree, url)
+    language = detect_language(tree, text, title, languages)
+    published, date_source = find_published(tree, url, fetched_at=fetched_at, hints=hints, language=language,
+                                            headline=title)
+    return Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url))

@@ -1,0 +1,363 @@
+"""Full-text search over releases, in every language.
+
+SQLite's FTS5 ``unicode61`` tokenizer keeps word semantics for English ("war"
+never matches "software") but treats a run of Chinese characters as one
+token, so "网络" is never found inside "网络安全". Python's ``sqlite3`` cannot
+register a custom tokenizer, so we index a *search form* of each release
+instead of its raw text: every run of Chinese, Japanese or Korean characters
+becomes overlapping character bigrams plus its last character
+("知识产权" -> "知识 识产 产权 权"), the rest is left to ``unicode61``.
+Queries are rewritten the same way (:func:`rewrite_query`), so a 2-character
+word is one token, a longer string a phrase of bigrams, and a single
+character a prefix query.
+
+Tables (all created by :func:`ensure_search`):
+
+``releases_fts``
+    contentless FTS5 table (title, text, tags). Contentless because storing
+    the bigram form would roughly double the archive. Its rowid is
+    ``published as YYYYMMDD * 2**32 + releases.id`` so that FTS5 yields
+    matches newest first and a common word can be cut to its newest N
+    matches without scoring every one (see :func:`table_search_clause`).
+    ``tags`` holds one token per facet value (source, country, kind,
+    language, year) so facet filters can be pushed into the MATCH.
+``releases_fts_rows``
+    release id -> FTS rowid, plus a fingerprint of the indexed values.
+``releases_fts_pending``
+    old values of rows changed since they were indexed, captured by
+    triggers. A contentless FTS5 row can only be removed by passing the exact
+    values it was indexed with, and the store calls :func:`index_releases`
+    after it has already overwritten them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+
+import sqlite_utils
+
+logger = logging.getLogger(__name__)
+
+# Bump when search_form() or the table layout changes: ensure_search rebuilds.
+SEARCH_VERSION = "1"
+
+FTS_TABLE = "releases_fts"
+ROWS_TABLE = "releases_fts_rows"
+PENDING_TABLE = "releases_fts_pending"
+HELPER_TABLES = (FTS_TABLE, ROWS_TABLE, PENDING_TABLE)
+
+# Facet columns mirrored as tokens in the ``tags`` column.
+TAG_COLUMNS = ("source_id", "country", "kind", "language", "year")
+# Columns whose change alters what was indexed: a trigger saves the old values.
+INDEXED_COLUMNS = ("title", "text") + TAG_COLUMNS
+
+ID_BITS = 2**32  # releases.id lives in the low 32 bits of the FTS rowid
+
+# Han (incl. extensions and compatibility), kana, Hangul; "々〆〇" are Han-like.
+# The katakana middle dot U+30FB is punctuation and splits runs.
+CJK_CHARS = (
+    "\u1100-\u11ff\u3005-\u3007\u3040-\u30fa\u30fc-\u30ff\u3130-\u318f"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+    "\U00020000-\U0003134f"
+)
+CJK_RUN = re.compile(f"[{CJK_CHARS}]+")
+ONLY_CJK = re.compile(f"^[{CJK_CHARS}]+$")
+WORD_CHAR = re.compile(r"\w")
+
+
+def _bigrams(run: str, trailing: bool) -> str:
+    if len(run) == 1:
+        return run
+    grams = [run[i : i + 2] for i in range(len(run) - 1)]
+    if trailing:
+        # The last character alone, so a query ending mid-word ("国" in "中国")
+        # or a phrase continuing into Latin text ("中国 is") still lines up.
+        grams.append(run[-1])
+    return " ".join(grams)
+
+
+def search_form(value) -> str:
+    """The text FTS5 indexes for ``value``: NFKC, CJK runs as bigrams."""
+    if value is None:
+        return ""
+    text = unicodedata.normalize("NFKC", str(value))
+    return CJK_RUN.sub(lambda m: f" {_bigrams(m.group(), True)} ", text)
+
+
+def _query_form(term: str) -> tuple[str, bool]:
+    """Search form of one query term and whether it must be a prefix query.
+
+    The last CJK run gets no trailing unigram (the document's run may go on);
+    a last run of one character becomes a prefix ("国"* matches "国家", "国").
+    """
+    text = unicodedata.normalize("NFKC", term)
+    runs = list(CJK_RUN.finditer(text))
+    if not runs:
+        return text, False
+    last = runs[-1]
+    ends_with_run = not WORD_CHAR.search(text[last.end() :])
+    pieces, pos = [], 0
+    for run in runs:
+        is_final = run is last and ends_with_run
+        pieces.append(text[pos : run.start()])
+        pieces.append(f" {_bigrams(run.group(), trailing=not is_final)} ")
+        pos = run.end()
+    pieces.append(text[pos:])
+    return "".join(pieces), ends_with_run and len(last.group()) == 1
+
+
+def _fts_string(term: str, prefix: bool = False) -> str | None:
+    form, cjk_prefix = _query_form(term)
+    if not WORD_CHAR.search(form):
+        return None
+    quoted = '"' + form.strip().replace('"', '""') + '"'
+    return quoted + ("*" if prefix or cjk_prefix else "")
+
+
+QUERY_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CHARS}])\\s+(?=[{CJK_CHARS}])")
+
+
+def rewrite_query(q: str) -> str | None:
+    """Turn what a user typed into an FTS5 MATCH expression for releases_fts.
+
+    Words are ANDed; ``"quoted phrases"``; ``OR`` between two terms; ``-word``
+    excludes; ``word*`` is a prefix search. Returns None when nothing in
+    ``q`` is searchable (callers then match nothing).
+    """
+    clauses: list[str] = []  # positive clauses, ANDed
+    excluded: list[str] = []
+    pending_or = False
+    for m in QUERY_TOKEN.finditer(q or ""):
+        negate, phrase, word = m.group(1), m.group(2), m.group(3)
+        if word == "OR":
+            pending_or = bool(clauses)
+            continue
+        if phrase is not None:
+            # Chinese is written without spaces: "知识产权 保护" means "知识产权保护".
+            expr = _fts_string(SPACE_BETWEEN_CJK.sub("", phrase))
+        else:
+            negate = word.startswith("-") and len(word) > 1
+            word = word[1:] if negate else word
+            prefix = word.endswith("*") and not ONLY_CJK.match(word[:-1] or "x")
+            expr = _fts_string(word.rstrip("*"), prefix=prefix)
+        if expr is None:
+            continue
+        if negate:
+            excluded.append(expr)
+        elif pending_or:
+            clauses[-1] = f"({clauses[-1]} OR {expr})"
+        else:
+            clauses.append(expr)
+        pending_or = False
+    if not clauses:
+        return None
+    match = " AND ".join(clauses)
+    for expr in excluded:
+        match = f"({match}) NOT {expr}"
+    return match
+
+
+def tag_token(column: str, value) -> str:
+    """One opaque token per facet value; hex keeps unicode61 from splitting it."""
+    return "t" + hashlib.sha1(f"{column}={value}".encode()).hexdigest()[:16]
+
+
+def tags_query(filters: dict) -> str | None:
+    """MATCH clause restricting to releases whose facet columns equal ``filters``."""
+    tokens = [f'tags : "{tag_token(c, v)}"' for c, v in filters.items() if c in TAG_COLUMNS]
+    return " AND ".join(tokens) or None
+
+
+def fts_rowid(release_id: int, published) -> int:
+    """FTS rowid: newest first when read in descending order."""
+    digits = re.sub(r"\D", "", str(published or ""))[:8]
+    day = int(digits) if len(digits) == 8 else 0
+    return day * ID_BITS + int(release_id)
+
+
+def table_search_clause(limit: int, param: str = "pa_search") -> str:
+    """WHERE clause on releases: the newest ``limit`` matches of :param.
+
+    FTS5 walks its rowids (published order) backwards and stops at ``limit``,
+    so a word found in half a million releases costs the same as a rare one.
+    """
+    return (
+        f"rowid in (select rowid % {ID_BITS} from {FTS_TABLE} "
+        f"where {FTS_TABLE} match :{param} order by rowid desc limit {int(limit)})"
+    )
+
+
+def _indexed_values(row: dict) -> tuple[str, str, str]:
+    tags = " ".join(tag_token(c, row.get(c)) for c in TAG_COLUMNS if row.get(c) is not None)
+    return search_form(row.get("title")), search_form(row.get("text")), tags
+
+
+def _fingerprint(values: tuple[str, str, str]) -> str:
+    return hashlib.sha1("\x00".join(values).encode()).hexdigest()[:20]
+
+
+def _create(db: sqlite_utils.Database) -> None:
+    db.execute(
+        f"create virtual table if not exists {FTS_TABLE} using fts5("
+        "title, text, tags, content='', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute(
+        f"create table if not exists {ROWS_TABLE} ("
+        "release_id integer primary key, fts_rowid integer not null, fingerprint text not null)"
+    )
+    columns = ", ".join(INDEXED_COLUMNS)
+    db.execute(
+        f"create table if not exists {PENDING_TABLE} (release_id integer primary key, {columns})"
+    )
+    old = ", ".join(f"old.{c}" for c in INDEXED_COLUMNS)
+    changed = " or ".join(f"old.{c} is not new.{c}" for c in INDEXED_COLUMNS)
+    # "insert or ignore": the first saved values are the ones in the index.
+    save_old = f"insert or ignore into {PENDING_TABLE} (release_id, {columns})"
+    db.executescript(
+        f"""
+        create trigger if not exists releases_fts_on_update
+        after update of {columns} on releases when {changed}
+        begin {save_old} values (old.id, {old}); end;
+        create trigger if not exists releases_fts_on_delete
+        before delete on releases
+        begin {save_old} values (old.id, {old}); end;
+        -- INSERT OR REPLACE deletes the old row without firing delete triggers
+        create trigger if not exists releases_fts_on_insert
+        before insert on releases
+        begin {save_old} select id, {columns} from releases
+              where id = new.id or url = new.url; end;
+        """
+    )
+
+
+def _drop(db: sqlite_utils.Database) -> None:
+    for trigger in ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert"):
+        db.execute(f"drop trigger if exists {trigger}")
+    for table in HELPER_TABLES:
+        db.execute(f"drop table if exists {table}")
+
+
+def _version(db) -> str | None:
+    if not db["_pressarchive"].exists():
+        return None
+    row = db.execute("select value from _pressarchive where key = 'search_version'").fetchone()
+    return row[0] if row else None
+
+
+def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
+    """Create the search tables and bring the index up to date with releases.
+
+    Idempotent. Rebuilds from scratch when SEARCH_VERSION changed; otherwise
+    indexes releases missing from the index and applies pending changes.
+    """
+    from pipelines.schema import ensure_schema  # the releases table must exist
+
+    ensure_schema(db)
+    with db.conn:
+        if _version(db) != SEARCH_VERSION:
+            if db[FTS_TABLE].exists():
+                logger.info("search index format changed: rebuilding")
+            _drop(db)
+        _create(db)
+        db["_pressarchive"].insert(
+            {"key": "search_version", "value": SEARCH_VERSION}, pk="key", replace=True
+        )
+    missing_sql = (
+        f"select id from releases where id not in (select release_id from {ROWS_TABLE}) "
+        f"union select release_id from {PENDING_TABLE}"
+    )
+    ids = [row[0] for row in db.execute(missing_sql)]
+    for start in range(0, len(ids), batch):
+        with db.conn:
+            index_releases(db, ids[start : start + batch])
+    if ids:
+        logger.info("search index: indexed %d releases", len(ids))
+
+
+def _remove(db, release_id: int, fts_key: int, old_row: dict | None, fingerprint: str) -> bool:
+    """Delete one release's tokens; False if its indexed values are unknown."""
+    if old_row is None:
+        return False
+    values = _indexed_values(old_row)
+    if _fingerprint(values) != fingerprint:
+        return False
+    db.execute(
+        f"insert into {FTS_TABLE} ({FTS_TABLE}, rowid, title, text, tags) "
+        "values ('delete', ?, ?, ?, ?)",
+        [fts_key, *values],
+    )
+    db.execute(f"delete from {ROWS_TABLE} where release_id = ?", [release_id])
+    return True
+
+
+def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
+    """(Re)index these releases; call inside the writer's transaction.
+
+    Also settles every pending change (rows updated or deleted by any writer
+    since they were indexed), which is normally just ``release_ids``.
+    """
+    pending = {
+        row["release_id"]: row
+        for row in db.query(f"select * from {PENDING_TABLE}")
+    }
+    ids = sorted(set(int(i) for i in release_ids) | set(pending))
+    inserts = []  # (fts rowid, release id, values)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        indexed = {
+            r[0]: (r[1], r[2])
+            for r in db.execute(
+                f"select release_id, fts_rowid, fingerprint from {ROWS_TABLE} "
+                f"where release_id in ({marks})",
+                chunk,
+            )
+        }
+        current = {
+            row["id"]: row
+            for row in db.query(
+                f"select id, published, {', '.join(INDEXED_COLUMNS)} from releases "
+                f"where id in ({marks})",
+                chunk,
+            )
+        }
+        for release_id in chunk:
+            row = current.get(release_id)
+            values = _indexed_values(row) if row else None
+            new_key = fts_rowid(release_id, row["published"]) if row else None
+            if release_id in indexed:
+                key, fingerprint = indexed[release_id]
+                if values and key == new_key and _fingerprint(values) == fingerprint:
+                    continue  # unchanged
+                old_row = pending.get(release_id) or (row if values else None)
+                if not _remove(db, release_id, key, old_row, fingerprint):
+                    _rebuild(db)  # only if something bypassed the triggers
+                    return
+            if row:
+                inserts.append((new_key, release_id, values))
+        db.execute(f"delete from {PENDING_TABLE} where release_id in ({marks})", chunk)
+    # FTS5 buffers a transaction's tokens in memory but must write them out
+    # whenever a rowid is lower than the previous one: insert in rowid order.
+    inserts.sort()
+    db.conn.executemany(
+        f"insert into {FTS_TABLE} (rowid, title, text, tags) values (?, ?, ?, ?)",
+        [(key, *values) for key, _, values in inserts],
+    )
+    db.conn.executemany(
+        f"insert into {ROWS_TABLE} (release_id, fts_rowid, fingerprint) values (?, ?, ?)",
+        [(release_id, key, _fingerprint(values)) for key, release_id, values in inserts],
+    )
+
+
+def _rebuild(db: sqlite_utils.Database) -> None:
+    """Start the index again from releases (its old tokens cannot be removed)."""
+    logger.warning("search index out of step with releases: rebuilding it")
+    db.execute(f"insert into {FTS_TABLE} ({FTS_TABLE}) values ('delete-all')")
+    db.execute(f"delete from {ROWS_TABLE}")
+    db.execute(f"delete from {PENDING_TABLE}")
+    ids = [row[0] for row in db.execute("select id from releases")]
+    index_releases(db, ids)

@@ -1,0 +1,78 @@
+"""Shared fixtures: local HTTP servers for the fixture sites and the demo sites.
+
+Sites live in ``tests/sites/<name>/`` (pages written for these tests, mirroring
+real government markup); ``tests/sites/EXPECTED.json`` says what a correct crawl
+of each must store, and ``tests/sites/sources.toml`` has one source per site with
+``{base_<name>}`` placeholders for the servers' base URLs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from crawler.demo.server import DEMO_SITES, DEMO_SOURCES, SiteServer, substitute_bases
+
+SITES = Path(__file__).parent / "sites"
+FIXTURE_SITES = ("feed_site", "sitemap_site", "listing_site", "gbk_site")
+FIXTURE_SOURCES = SITES / "sources.toml"
+
+
+@pytest.fixture(scope="session")
+def expected() -> dict:
+    """tests/sites/EXPECTED.json: per site, the releases a correct crawl stores."""
+    return json.loads((SITES / "EXPECTED.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def site_server() -> Callable[..., SiteServer]:
+    """Factory: ``site_server("feed_site")`` starts a server for tests/sites/feed_site.
+
+    Also accepts a path (e.g. a copy of a site under tmp_path that a test edits).
+    Every server started is stopped when the test ends.
+    """
+    started: list[SiteServer] = []
+
+    def start(site: str | Path) -> SiteServer:
+        root = Path(site) if isinstance(site, Path) else SITES / site
+        server = SiteServer(root).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def fixture_servers(site_server) -> dict[str, SiteServer]:
+    """All four fixture sites, started; keys are the site directory names."""
+    return {name: site_server(name) for name in FIXTURE_SITES}
+
+
+def write_sources(template: Path, servers: dict, dest: Path) -> Path:
+    """Write ``template`` to ``dest`` with ``{base_<name>}`` replaced by the servers' base URLs."""
+    dest.write_text(substitute_bases(template.read_text(encoding="utf-8"), servers), encoding="utf-8")
+    return dest
+
+
+@pytest.fixture
+def fixture_sources(tmp_path, fixture_servers) -> Path:
+    """A sources.toml for the four running fixture sites (ids fixture-feed, fixture-sitemap,
+    fixture-listing, fixture-gbk)."""
+    return write_sources(FIXTURE_SOURCES, fixture_servers, tmp_path / "sources.toml")
+
+
+@pytest.fixture
+def demo_servers(site_server) -> dict[str, SiteServer]:
+    """The built-in demo sites, started: ``{"gov": ..., "embassy": ...}``."""
+    return {name: site_server(root) for name, root in DEMO_SITES.items()}
+
+
+@pytest.fixture
+def demo_sources(tmp_path, demo_servers) -> Path:
+    """The demo's sources.toml with the running demo servers' base URLs filled in."""
+    return write_sources(DEMO_SOURCES, demo_servers, tmp_path / "demo-sources.toml")
