@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -77,11 +78,13 @@ def synthetic_rows(n: int, seed: int = 1):
         chinese = rng.random() < 0.4
         # ~450 English words or ~1,200 Chinese characters at the median
         text = synthetic_text(rng, zh, 1200, 40) if chinese else synthetic_text(rng, en, 2800, 130)
-        published = None if rng.random() < 0.01 else dt.date.fromordinal(start + rng.randrange(9125)).isoformat()
+        day = dt.date.fromordinal(start + rng.randrange(9125))
+        published = None if rng.random() < 0.01 else day.isoformat()
         source = rng.choice(SOURCES)
+        url = f"https://{source}.example.gov/news/{i}"
         seen = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"
         yield (
-            i, source, f"https://{source}.example.gov/news/{i}", f"{source}/{i}", f"https://{source}.example.gov/news/{i}",
+            i, source, url, url, url,
             text[:80].split("\n")[0], published, int(published[:4]) if published else None,
             "meta", "zh" if chinese else "en", text, len(text) if chinese else text.count(" ") + 1,
             hashlib.sha256(text.encode("utf-8")).hexdigest(), "XX", "ministry", None,
@@ -186,13 +189,12 @@ def main(argv=None) -> None:
     extra = ["--format", args.format] + [a for s in args.source for a in ("--source", s)]
     elapsed, peak, folder = run_export(db, args.dir / "exports", extra)
     folder = Path(folder)
-    import json
-
     manifest = json.loads((folder / "manifest.json").read_text())
     rows = next(f["rows"] for f in manifest["files"] if f.get("table") == "releases")
     report(db, folder, rows, elapsed, peak)
-    if not args.keep_export:
+    if not args.keep_export:  # several GB: do not leave it on a shared disk
         shutil.rmtree(folder)
+        (folder.parent / "latest").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import click
 from crawler import __version__
 from crawler.sources import SourceError, bundled_catalogue, load_sources, select_sources
 
-EXIT_SOURCE_FAILED = 1
+EXIT_SOURCE_FAILED = 1  # a source failed, or the crawl was interrupted
+EXIT_USAGE = 2  # bad options, registry or files
+EXIT_LOCKED = 3  # another crawl holds the archive
 
 db_option = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("archive.db"),
@@ -55,32 +57,46 @@ def cli():
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="INFO",
               show_default=True, help="How much the crawl logs.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the log to this file.")
-def crawl(source_ids, sources_file, db_path, contact, log_level, log_file):
+@click.option("--backfill", is_flag=True,
+              help="Walk every listing page (up to max_pages), not only up to the first page of known releases.")
+def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backfill):
     """Crawl SOURCE_IDS (default: every enabled source) into the archive.
 
-    Exit code 0 when every source was reached, 1 when a source failed or the
-    crawl was interrupted, 2 on a usage or registry error.
+    Incremental: only new or changed feed/sitemap entries, listings until a
+    page of known releases, conditional GET, and rechecks of known releases
+    on a decaying schedule (edits and removals are recorded, never deleted).
+
+    Exit codes: 0 every source reached; 1 a source failed or the crawl was
+    interrupted (SIGINT/SIGTERM finish what is in flight first); 2 usage or
+    registry error; 3 another crawl is writing the same archive.
     """
     registry = load_registry(sources_file)
     try:
         selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
     except SourceError as exc:
         fail(str(exc))
-    code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file)
+    code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file,
+                         overrides={"PRESSARCHIVE_BACKFILL": backfill})
     sys.exit(code)
 
 
 def crawl_sources(selected, db_path, **options) -> int:
+    from crawler.lock import ArchiveLocked, archive_lock
     from crawler.runner import build_settings, run_crawl  # Scrapy import is slow: only when crawling
 
     if db_path.parent and not db_path.parent.exists():
         fail(f"folder of --db does not exist: {db_path.parent}")
-    rows = run_crawl(selected, build_settings(db_path, **options))
+    try:
+        with archive_lock(db_path):
+            rows = run_crawl(selected, build_settings(db_path, **options))
+    except ArchiveLocked as exc:
+        fail(str(exc), EXIT_LOCKED)
     failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
     for row in rows:
         click.echo(
             f"{row['source_id']}: {row['status']} ({row['new']} new, {row['changed']} changed, "
-            f"{row['unchanged']} unchanged, {row['errors']} errors, {row['requests']} requests)"
+            f"{row['unchanged']} unchanged, {row['removed']} removed, {row['errors']} errors, "
+            f"{row['requests']} requests)"
         )
     click.echo(f"Archive: {db_path}")
     return EXIT_SOURCE_FAILED if failed or not rows else 0
@@ -141,12 +157,12 @@ def demo(db_path, serve):
 def _register_optional_commands():
     # Commands whose modules are optional at import time stay out of the way of the others.
     from crawler.export import export_command
-    try:  # TEMPDEV
-        from crawler.serve import serve_command
-        cli.add_command(serve_command)
-    except ImportError:  # TEMPDEV
-        pass
+    from crawler.health import status_command
+    from crawler.serve import serve_command
+
+    cli.add_command(serve_command)
     cli.add_command(export_command)
+    cli.add_command(status_command)
 
 
 _register_optional_commands()

@@ -35,8 +35,9 @@ _XML_PARSER = etree.XMLParser(recover=True, resolve_entities=False, no_network=T
 class FeedEntry:
     url: str
     title: str | None = None
-    date: str | None = None  # YYYY-MM-DD
+    date: str | None = None  # YYYY-MM-DD: publication
     summary: str | None = None
+    updated: str | None = None  # YYYY-MM-DD: last update the feed announces, when it says
 
 
 def _local(tag) -> str:
@@ -104,12 +105,14 @@ def parse_feed(body: bytes, base_url: str) -> list[FeedEntry]:
         if not link:
             continue
         date = parse_date(_child_text(node, "pubdate", "published", "date", "issued", "updated", "modified"))
+        updated = parse_date(_child_text(node, "updated", "modified"))
         entries.append(
             FeedEntry(
                 url=urljoin(base_url, link),
                 title=_child_text(node, "title"),
                 date=date,
                 summary=_child_text(node, "description", "summary"),
+                updated=updated if updated and updated != date else None,
             )
         )
     return entries

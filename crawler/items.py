@@ -21,6 +21,9 @@ class ReleaseItem:
     fetched_at: str  # ISO 8601 UTC
     body: bytes = field(default=b"", repr=False)
     hints: dict = field(default_factory=dict)  # what discovery knew: feed/sitemap/listing date and title
+    etag: str | None = None
+    last_modified: str | None = None
+    recheck: bool = False  # a known release fetched again
 
     # Filled by pipelines.clean
     title: str | None = None
@@ -33,3 +36,32 @@ class ReleaseItem:
     content_hash: str | None = None
     word_count: int | None = None
     extractor: str | None = None
+
+
+@dataclass
+class ReleaseCheck:
+    """A recheck of a known release that produced no page to clean.
+
+    ``outcome`` is ``not_modified`` (HTTP 304) or ``removed`` (404/410, or a
+    redirect to something that is not this release).
+    """
+
+    source_id: str
+    url: str
+    outcome: str
+    fetched_at: str
+    http_status: int | None = None
+    detail: str | None = None
+
+
+@dataclass
+class EntryFetch:
+    """HTTP validators of a feed, sitemap or listing page, for the next conditional GET."""
+
+    source_id: str
+    url: str
+    role: str
+    fetched_at: str
+    http_status: int
+    etag: str | None = None
+    last_modified: str | None = None

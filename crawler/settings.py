@@ -8,7 +8,9 @@ sources.toml become ``DOWNLOAD_SLOTS`` entries at spider start.
 Project settings read by pressarchive's components:
 ``ARCHIVE_DB`` (path of the SQLite archive), ``ARCHIVE_BATCH_SIZE`` (releases
 written per transaction), ``PRESSARCHIVE_CONTACT`` (URL or mailto put in the
-User-Agent), ``PRESSARCHIVE_SOURCES`` (registry file; empty = bundled).
+User-Agent), ``PRESSARCHIVE_SOURCES`` (registry file; empty = bundled), and
+the incremental settings ``PRESSARCHIVE_BACKFILL``, ``PRESSARCHIVE_RECHECK_HOURS``,
+``PRESSARCHIVE_MAX_RECHECKS``.
 """
 
 import os
@@ -55,6 +57,11 @@ ITEM_PIPELINES = {
 ARCHIVE_DB = "archive.db"
 ARCHIVE_BATCH_SIZE = 25
 PRESSARCHIVE_SOURCES = ""
+
+# Incremental crawling and history (see crawler/spiders/releases.py, pipelines/history.py).
+PRESSARCHIVE_BACKFILL = False  # True: walk every listing page, not only up to the first all-known page
+PRESSARCHIVE_RECHECK_HOURS = [1, 6, 24, 72, 168, 720]  # after first_seen; then every 180 days
+PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and run, oldest due first
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"

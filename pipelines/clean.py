@@ -13,6 +13,7 @@ from datetime import datetime
 
 from scrapy.exceptions import DropItem
 
+from crawler.items import ReleaseItem
 from pipelines import extraction
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class CleanPipeline:
         return list(source.languages) if source else None
 
     def process_item(self, item):
+        if not isinstance(item, ReleaseItem):
+            return item  # checks and fetch records have nothing to clean
         fetched_at = datetime.fromisoformat(item.fetched_at.replace("Z", "+00:00"))
         try:
             result = extraction.extract(

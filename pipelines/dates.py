@@ -4,7 +4,8 @@ Sources, strongest first (the order :func:`find_published` tries them):
 
 ``meta``     explicit publication metadata: ``article:published_time``,
              ``dcterms.issued``, ``govuk:first-published-at``, ``PubDate`` (TRS CMS),
-             ``DC.date.issued``, ``itemprop=datePublished`` ... (never ``modified``)
+             ``DC.date.issued``, ``itemprop=datePublished`` ... (never ``modified``);
+             generic tags (``dcterms.date``, ``DC.date``, ``date``) only after ``time``
 ``json-ld``  ``"datePublished"`` in a JSON-LD block
 ``url``      a full date in the URL: ``/2017/06/22/``, ``2017-06-22``, ``t20170622_``
 ``feed``     a hint from the crawl: the RSS/Atom entry's date
@@ -42,8 +43,6 @@ META_PUBLISHED = (
     "govuk:first-published-at",
     "dcterms.issued",
     "dc.date.issued",
-    "dcterms.date",
-    "dc.date",
     "dc.date.created",
     "dcterms.created",
     "pubdate",
@@ -56,13 +55,14 @@ META_PUBLISHED = (
     "citation_publication_date",
     "parsely-pub-date",
     "sailthru.date",
-    "date",
     "datepublished",
     "releasedate",
     "originalpublicationdate",
-    "created",
 )
+# Generic date tags: often the publication date, sometimes the last edit; weaker than <time>.
+META_GENERIC = ("dcterms.date", "dc.date", "date", "created")
 META_RANK = {name: rank for rank, name in enumerate(META_PUBLISHED)}
+GENERIC_RANK = {name: rank for rank, name in enumerate(META_GENERIC)}
 META_XPATH = "//meta[@content][@name or @property or @itemprop or @http-equiv]"
 
 MONTHS = {
@@ -123,6 +123,7 @@ PUBLISHED_LABEL_RE = re.compile(
     re.IGNORECASE,
 )
 INVISIBLE = {"script", "style", "noscript", "template"}
+INLINE = {"a", "span", "b", "strong", "i", "em", "font", "sup", "sub", "small", "abbr", "u", "time", "label"}
 # Characters of text before a date searched for a label like "Published:" or "Date modified:".
 LABEL_WINDOW = 40
 # Characters of visible text around the headline searched for its date.
@@ -192,16 +193,16 @@ class DateFinder:
     def _ok(self, value: date | None) -> date | None:
         return value if value and MIN_DATE <= value <= self.fetched_on else None
 
-    def from_meta(self) -> date | None:
-        best_rank, best = len(META_PUBLISHED), None
+    def from_meta(self, ranks: dict = META_RANK) -> date | None:
+        best_rank, best = len(ranks), None
         for meta in self.tree.xpath(META_XPATH):
             key = (meta.get("property") or meta.get("name") or meta.get("itemprop") or meta.get("http-equiv") or "")
-            rank = META_RANK.get(key.strip().lower())
+            rank = ranks.get(key.strip().lower())
             if rank is not None and rank < best_rank:
                 parsed = self._ok(parse_date_value(meta.get("content")))
                 if parsed:
                     best_rank, best = rank, parsed
-        if best is None:
+        if best is None and ranks is META_RANK:
             for element in self.tree.xpath('//*[@itemprop="datePublished"][not(self::meta)]'):
                 best = self._ok(parse_date_value(element.get("datetime") or element.get("content")
                                                  or element.text_content()))
@@ -248,12 +249,15 @@ class DateFinder:
             return "", None
         chunks, headline_at, size = [], None, 0
         for event, node in etree.iterwalk(body, events=("start", "end")):
+            # Blocks are separated, so "headline</h1><p>June 22" cannot read as "headlineJune 22".
+            separator = "\n" if node.tag not in INLINE else ""
             if event == "start":
                 if headline_at is None and node.tag == "h1":
                     headline_at = size
-                piece = node.text if node.tag not in INVISIBLE and isinstance(node.tag, str) else None
+                text = node.text if node.tag not in INVISIBLE and isinstance(node.tag, str) else None
+                piece = separator + (text or "")
             else:
-                piece = node.tail if node is not body else None
+                piece = separator + (node.tail or "") if node is not body else None
             if piece:
                 chunks.append(piece)
                 size += len(piece)
@@ -274,10 +278,12 @@ class DateFinder:
         candidates = [(pos, d) for pos, d in dates_in_text(text, self.day_first) if self._ok(d)]
         usable = [(pos, d) for pos, d in candidates
                   if not NOT_PUBLISHED_RE.search(text[max(0, pos - LABEL_WINDOW):pos])]
-        for pos, found in usable:
-            if PUBLISHED_LABEL_RE.search(text[max(0, pos - LABEL_WINDOW):pos]):
-                return found
         anchors = self._headline_positions(text, h1_at)
+        for pos, found in usable:
+            # A labelled date ("Published:", "发布时间：") near the headline, or anywhere if none found.
+            in_window = not anchors or any(a - BEFORE_HEADLINE <= pos <= a + AFTER_HEADLINE for a in anchors)
+            if in_window and PUBLISHED_LABEL_RE.search(text[max(0, pos - LABEL_WINDOW):pos]):
+                return found
         near = []
         for pos, found in usable:
             for anchor in anchors:
@@ -310,6 +316,7 @@ class DateFinder:
             ("url", self.from_url),
             ("feed", lambda: self.hint(hints, "feed")),
             ("time", self.from_time_element),
+            ("meta", lambda: self.from_meta(GENERIC_RANK)),
             ("listing", lambda: self.hint(hints, "listing")),
             ("text", self.from_text),
             ("sitemap", lambda: self.hint(hints, "sitemap")),

@@ -105,7 +105,7 @@ BOILERPLATE_LINE_RE = re.compile(
     r"|home\s*[>›»/|]|skip to (main )?content|cookies?\b|we use cookies|this (web)?site uses cookies"
     r"|accept (all )?cookies|related (links|news|articles|content)\b"
     r"|date de modification|signaler un problème|partager cette page|imprimer"
-    r"|seite (drucken|teilen)|diese seite (drucken|teilen|weiterempfehlen)|nach oben|zum seitenanfang"
+    r"|letzte änderung|zuletzt aktualisiert|seite (drucken|teilen)|diese seite (drucken|teilen|weiterempfehlen)|nach oben|zum seitenanfang"
     r"|打印本页|打印|关闭窗口|关闭|分享到|返回顶部|【\s*(打印|关闭|大|中|小|字体)"
     r")",
     re.IGNORECASE,
@@ -113,6 +113,8 @@ BOILERPLATE_LINE_RE = re.compile(
 BOILERPLATE_MAX_LINE = 120
 
 TITLE_SEPARATORS_RE = re.compile(r"\s+[|\-–—:·»]\s+|\s*[|_]\s*|\s+::\s+")
+# Screen-reader-only headings ("Navigation und Service") are never the headline.
+HIDDEN_CLASS_RE = re.compile(r"\b(aural|sr-only|visually-hidden|screen-reader-text|wb-inv|hidden|invisible)\b")
 SITE_NAME_META = ("og:site_name", "application-name", "sitename", "site_name", "apple-mobile-web-app-title")
 HEADLINE_META = ("og:title", "twitter:title", "articletitle", "dc.title", "dcterms.title", "title", "headline")
 
@@ -316,7 +318,13 @@ def _h1_candidates(tree) -> list[str]:
     """h1 texts, those inside the main content first; logo-only and chrome h1s skipped."""
     inside = tree.xpath("//main//h1 | //article//h1 | //*[@role='main']//h1")
     others = [h for h in tree.xpath("//h1") if h not in inside and not h.xpath("ancestor::header|ancestor::nav")]
-    return [t for t in (_clean(h.text_content()) for h in inside + others) if t]
+    visible = [h for h in inside + others if not HIDDEN_CLASS_RE.search(h.get("class", ""))]
+    return [t for t in (_clean(h.text_content()) for h in visible) if t]
+
+
+def _looks_like_headline(text: str, folded_site: set[str]) -> bool:
+    """More than a section label: several words, or several CJK characters, and not the site name."""
+    return _fold(text) not in folded_site and (len(text.split()) >= 4 or len(CJK_RE.findall(text)) >= 8)
 
 
 def strip_site_name(title: str, site_names: list[str]) -> str:
@@ -341,15 +349,20 @@ def find_title(tree, hint: str | None = None) -> str | None:
                 metas.get("dc.title"), metas.get("dcterms.title"), metas.get("headline"), page_title]
     declared = [d for d in declared if d]
     folded_site = {_fold(s) for s in site_names}
-    for h1 in _h1_candidates(tree):
-        folded = _fold(h1)
-        if folded and folded not in folded_site and any(folded in _fold(d) for d in declared):
-            return h1
+    confirmed = [h1 for h1 in _h1_candidates(tree)
+                 if _fold(h1) and _fold(h1) not in folded_site and any(_fold(h1) in _fold(d) for d in declared)]
+    if confirmed:
+        # Several h1s confirmed by <title> (site logo, section, headline): the headline is the longest.
+        return max(confirmed, key=len)
+    h1s = _h1_candidates(tree)
+    explicit = any(metas.get(k) for k in HEADLINE_META if k != "title")
+    if len(h1s) == 1 and not explicit and _looks_like_headline(h1s[0], folded_site):
+        # A lone h1 beats a generic <title> ("Spokesperson's Remarks") that does not repeat it.
+        return h1s[0]
     for value in declared:
         stripped = strip_site_name(value, site_names)
         if stripped and _fold(stripped) not in folded_site:
             return stripped
-    h1s = _h1_candidates(tree)
     return h1s[0] if h1s else (_clean(hint) or None)
 
 
@@ -409,7 +422,8 @@ def parse_html(html: str):
         # A <script> before <html> makes lxml put the whole page in <head>: parse from <html> on.
         start = html.lower().find("<html")
         if start > 0:
-            tree = load_html(html[start:]) or tree
+            reparsed = load_html(html[start:])
+            tree = reparsed if reparsed is not None else tree
     return tree
 
 

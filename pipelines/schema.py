@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SOURCES_COLUMNS = {
     "id": str,
@@ -53,7 +53,48 @@ RELEASES_COLUMNS = {
     "http_status": int,
     "extractor": str,
     "first_seen": str,  # ISO 8601 UTC
-    "last_seen": str,  # ISO 8601 UTC
+    "last_seen": str,  # ISO 8601 UTC: last time the page answered with this release
+    "status": str,  # live or removed
+    "removed_at": str,  # when the removal was first seen (NULL while live)
+    "version_count": int,  # rows in release_versions
+    "last_changed": str,  # fetched_at of the newest version
+    "last_checked": str,  # last fetch or conditional check of the page
+    "next_check": str,  # when the recheck schedule wants the page again
+    "etag": str,  # HTTP validators of the release page, for conditional GET
+    "last_modified": str,
+}
+
+RELEASE_VERSIONS_COLUMNS = {
+    "id": int,
+    "release_id": int,
+    "version": int,  # 1, 2, ...
+    "fetched_at": str,
+    "title": str,
+    "published": str,
+    "text": str,
+    "content_hash": str,
+    "diff": str,  # unified diff from the previous version's title + text
+    "change": str,  # first, edit (by the publisher) or extraction (our extractor changed)
+    "extractor": str,
+}
+
+REMOVALS_COLUMNS = {
+    "id": int,
+    "release_id": int,
+    "event": str,  # removed or restored
+    "at": str,
+    "http_status": int,
+    "detail": str,  # e.g. "HTTP 404", "redirected to https://.../news.html"
+}
+
+FETCH_STATE_COLUMNS = {
+    "url": str,  # a feed, sitemap or listing page
+    "source_id": str,
+    "role": str,
+    "etag": str,
+    "last_modified": str,
+    "last_status": int,
+    "last_fetched": str,
 }
 
 CRAWL_RUNS_COLUMNS = {
@@ -68,7 +109,12 @@ CRAWL_RUNS_COLUMNS = {
     "unchanged": int,
     "empty": int,
     "errors": int,
-    "status": str,  # ok, failed, partial
+    "removed": int,
+    "restored": int,
+    "not_modified": int,  # 304 answers to conditional requests
+    "rechecked": int,  # known releases fetched again (schedule, feed or sitemap dates)
+    "discovered": int,  # release links seen in feeds, sitemaps and listings (known or not)
+    "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }
 
@@ -95,12 +141,87 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     releases.create_index(["source_id", "published"], if_not_exists=True)
     releases.create_index(["published"], if_not_exists=True)
     releases.create_index(["content_hash"], if_not_exists=True)
+    releases.create_index(["source_id", "next_check"], if_not_exists=True)
     runs = _ensure_table(db, "crawl_runs", CRAWL_RUNS_COLUMNS, "id")
     runs.create_index(["source_id", "started"], if_not_exists=True)
+    versions = _ensure_table(db, "release_versions", RELEASE_VERSIONS_COLUMNS, "id")
+    versions.create_index(["release_id", "version"], unique=True, if_not_exists=True)
+    versions.create_index(["fetched_at"], if_not_exists=True)
+    removals = _ensure_table(db, "removals", REMOVALS_COLUMNS, "id")
+    removals.create_index(["release_id"], if_not_exists=True)
+    _ensure_table(db, "fetch_state", FETCH_STATE_COLUMNS, "url")
+    _backfill_history(db)
+    for name, sql in VIEWS.items():
+        db.execute(f"drop view if exists [{name}]")
+        db.execute(f"create view [{name}] as {sql}")
     db["_pressarchive"].insert(
         {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key", replace=True
     )
     return db
+
+
+# Views Datasette shows as tables: history and health at a glance.
+VIEWS = {
+    "recent_changes": """
+        select v.fetched_at as changed_at, r.source_id, r.title, r.url, v.version, v.change, v.diff,
+               v.release_id
+        from release_versions v join releases r on r.id = v.release_id
+        where v.version > 1
+        order by v.fetched_at desc""",
+    "removed_releases": """
+        select r.removed_at, r.source_id, r.title, r.url, r.published, r.last_seen,
+               (select detail from removals m where m.release_id = r.id and m.event = 'removed'
+                order by m.at desc limit 1) as detail, r.id as release_id
+        from releases r where r.status = 'removed'
+        order by r.removed_at desc""",
+    # One row per source: the health verdict `pressarchive status` prints (it adds staleness).
+    "source_health": """
+        with last as (
+            select c.* from crawl_runs c
+            where c.id = (select max(id) from crawl_runs c2 where c2.source_id = c.source_id
+                          and c2.finished is not null)
+        ), health as (
+            select s.id as source_id, s.name,
+                   last.started as last_run, last.status as last_status,
+                   (select max(finished) from crawl_runs c where c.source_id = s.id
+                    and c.status in ('ok', 'partial')) as last_success,
+                   (select max(first_seen) from releases r where r.source_id = s.id) as last_new_release,
+                   (select count(*) from crawl_runs c where c.source_id = s.id and c.status = 'failed'
+                    and c.id > coalesce((select max(id) from crawl_runs c2 where c2.source_id = s.id
+                                         and c2.status in ('ok', 'partial')), 0)) as consecutive_failures,
+                   last.discovered as last_discovered, last.not_modified as last_not_modified,
+                   (select count(*) from releases r where r.source_id = s.id) as releases,
+                   (select count(*) from releases r where r.source_id = s.id and r.status = 'removed') as removed,
+                   last.message as last_message
+            from sources s left join last on last.source_id = s.id
+        )
+        select *,
+               case
+                 when last_run is null then 'never crawled'
+                 when consecutive_failures > 0 then 'broken: ' || consecutive_failures
+                      || ' failed run(s) in a row'
+                 when last_status in ('ok', 'partial') and coalesce(last_discovered, 0) = 0
+                      and coalesce(last_not_modified, 0) = 0 and releases > 0
+                      then 'broken: found no releases (layout change?)'
+                 when last_status = 'interrupted' then 'interrupted'
+                 else 'ok'
+               end as health
+        from health order by source_id""",
+}
+
+
+def _backfill_history(db) -> None:
+    """Releases stored before history existed get version 1 and status live."""
+    db.execute("update releases set status = 'live' where status is null")
+    db.execute(
+        """insert into release_versions (release_id, version, fetched_at, title, published, text,
+               content_hash, diff, change, extractor)
+           select id, 1, first_seen, title, published, text, content_hash, null, 'first', extractor
+           from releases r
+           where version_count is null
+             and not exists (select 1 from release_versions v where v.release_id = r.id)"""
+    )
+    db.execute("update releases set version_count = 1, last_changed = first_seen where version_count is null")
 
 
 def open_archive(path) -> sqlite_utils.Database:

@@ -156,8 +156,10 @@ def rewrite_query(q: str) -> str | None:
     if not clauses:
         return None
     match = " AND ".join(clauses)
+    if excluded and len(clauses) > 1:
+        match = f"({match})"
     for expr in excluded:
-        match = f"({match}) NOT {expr}"
+        match = f"{match} NOT {expr}"
     return match
 
 
@@ -215,21 +217,25 @@ def _create(db: sqlite_utils.Database) -> None:
     )
     old = ", ".join(f"old.{c}" for c in INDEXED_COLUMNS)
     changed = " or ".join(f"old.{c} is not new.{c}" for c in INDEXED_COLUMNS)
-    # "insert or ignore": the first saved values are the ones in the index.
-    save_old = f"insert or ignore into {PENDING_TABLE} (release_id, {columns})"
+    # Only the first saved values are kept: they are the ones in the index.
+    # (A NOT EXISTS guard, not "insert or ignore": an outer upsert or
+    # "insert or replace" would override the trigger's conflict clause.)
+    save = f"insert into {PENDING_TABLE} (release_id, {columns})"
+    not_saved = f"not exists (select 1 from {PENDING_TABLE} where release_id = old.id)"
     db.executescript(
         f"""
         create trigger if not exists releases_fts_on_update
         after update of {columns} on releases when {changed}
-        begin {save_old} values (old.id, {old}); end;
+        begin {save} select old.id, {old} where {not_saved}; end;
         create trigger if not exists releases_fts_on_delete
         before delete on releases
-        begin {save_old} values (old.id, {old}); end;
+        begin {save} select old.id, {old} where {not_saved}; end;
         -- INSERT OR REPLACE deletes the old row without firing delete triggers
         create trigger if not exists releases_fts_on_insert
         before insert on releases
-        begin {save_old} select id, {columns} from releases
-              where id = new.id or url = new.url; end;
+        begin {save} select id, {columns} from releases
+              where (id = new.id or url = new.url)
+              and id not in (select release_id from {PENDING_TABLE}); end;
         """
     )
 
@@ -338,18 +344,36 @@ def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
                     _rebuild(db)  # only if something bypassed the triggers
                     return
             if row:
-                inserts.append((new_key, release_id, values))
+                inserts.append((new_key, release_id, values, _fingerprint(values)))
         db.execute(f"delete from {PENDING_TABLE} where release_id in ({marks})", chunk)
+    insert_prepared(db, inserts)
+
+
+def prepare(rows: list[dict]) -> list[tuple]:
+    """Index entries for release rows (dicts with id, published and INDEXED_COLUMNS).
+
+    Pure Python, so bulk loaders can run it in worker processes and pass the
+    result to :func:`insert_prepared`; only for releases not yet indexed.
+    """
+    entries = []
+    for row in rows:
+        values = _indexed_values(row)
+        entries.append((fts_rowid(row["id"], row["published"]), row["id"], values, _fingerprint(values)))
+    return entries
+
+
+def insert_prepared(db: sqlite_utils.Database, entries: list[tuple]) -> None:
+    """Add entries from :func:`prepare` for releases that are not in the index."""
     # FTS5 buffers a transaction's tokens in memory but must write them out
     # whenever a rowid is lower than the previous one: insert in rowid order.
-    inserts.sort()
+    entries = sorted(entries)
     db.conn.executemany(
         f"insert into {FTS_TABLE} (rowid, title, text, tags) values (?, ?, ?, ?)",
-        [(key, *values) for key, _, values in inserts],
+        [(key, *values) for key, _, values, _ in entries],
     )
     db.conn.executemany(
         f"insert into {ROWS_TABLE} (release_id, fts_rowid, fingerprint) values (?, ?, ?)",
-        [(release_id, key, _fingerprint(values)) for key, release_id, values in inserts],
+        [(release_id, key, fingerprint) for key, release_id, _, fingerprint in entries],
     )
 
 

@@ -1,43 +1,49 @@
 """Store cleaned releases in the SQLite archive (sqlite-utils), and log the run.
 
-Upserts by normalised URL: a release seen again with the same content hash
-only gets ``last_seen`` moved; a changed one is updated in place (history of
-versions is kept by a later stage). Writes are batched in transactions
-(``ARCHIVE_BATCH_SIZE``) and the full-text index is updated in the same
-transaction. At the end of the crawl one ``crawl_runs`` row per source records
-requests, new, changed, unchanged, empty and errors, and a status.
+Upserts by normalised URL through :mod:`pipelines.history`: a new release gets
+version 1; a changed one a new version with a diff; an unchanged one only
+moves ``last_seen``. Recheck outcomes (304, gone) become ``last_seen`` moves or
+removal events. Writes are batched in transactions (``ARCHIVE_BATCH_SIZE``) and
+the full-text index is updated in the same transaction. At the end of the
+crawl, one ``crawl_runs`` row per source records what happened, and the HTTP
+validators of feeds, sitemaps and listings are saved for the next conditional
+GET, but only for sources whose run finished without errors (otherwise the
+next run fetches them again in full, so nothing missed stays missed).
 
-Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``.
+Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``, ``PRESSARCHIVE_RECHECK_HOURS``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 
 from scrapy import signals
 
-from pipelines import search_index
+from crawler.clock import now_iso, parse_iso
+from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
+from pipelines import history, search_index
 from pipelines.schema import open_archive
 
 logger = logging.getLogger(__name__)
 
 CLEANED_FIELDS = (
     "title", "published", "date_source", "language", "text", "word_count", "content_hash",
-    "canonical_url", "encoding", "extractor",
+    "canonical_url", "encoding", "extractor", "etag", "last_modified",
 )
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
+              "not_modified", "rechecked", "discovered")
 
 
 class StorePipeline:
     def __init__(self, crawler):
         self.crawler = crawler
-        self.db_path = crawler.settings.get("ARCHIVE_DB")
-        self.batch_size = max(1, crawler.settings.getint("ARCHIVE_BATCH_SIZE", 25))
+        settings = crawler.settings
+        self.db_path = settings.get("ARCHIVE_DB")
+        self.batch_size = max(1, settings.getint("ARCHIVE_BATCH_SIZE", 25))
+        self.schedule = tuple(settings.getlist("PRESSARCHIVE_RECHECK_HOURS") or history.RECHECK_HOURS)
+        self.schedule = tuple(float(h) for h in self.schedule)
         self.pending = []
+        self.entry_fetches: dict[str, list[EntryFetch]] = {}
         self.db = None
         self.run_rows = {}
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -50,10 +56,14 @@ class StorePipeline:
     def sources(self):
         return getattr(self.crawler.spider, "sources", {})
 
+    def _count(self, source_id, key):
+        self.crawler.stats.inc_value(f"pressarchive/{source_id}/{key}")
+        self.crawler.stats.inc_value(f"archive/{key}")
+
     def open_spider(self):
         self.db = open_archive(self.db_path)
         search_index.ensure_search(self.db)
-        started = utcnow()
+        started = now_iso()
         self.run_id = self.crawler.settings.get("PRESSARCHIVE_RUN_ID") or started
         with self.db.conn:
             for source in self.sources.values():
@@ -66,6 +76,9 @@ class StorePipeline:
         logger.info("archive: writing to %s (run %s)", self.db_path, self.run_id)
 
     def process_item(self, item):
+        if isinstance(item, EntryFetch):
+            self.entry_fetches.setdefault(item.source_id, []).append(item)
+            return item
         self.pending.append(item)
         if len(self.pending) >= self.batch_size:
             self.flush()
@@ -81,64 +94,66 @@ class StorePipeline:
         touched = []
         with self.db.conn:
             for item in items:
-                outcome, release_id = self._upsert(item)
-                self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/{outcome}")
-                self.crawler.stats.inc_value(f"archive/{outcome}")
-                if outcome != "unchanged":
+                if isinstance(item, ReleaseItem):
+                    outcome, release_id, restored = self._store_release(item)
+                else:
+                    outcome, release_id, restored = self._store_check(item)
+                if outcome in ("new", "changed", "unchanged", "removed"):
+                    self._count(item.source_id, outcome)
+                if restored:
+                    self._count(item.source_id, "restored")
+                if outcome in ("new", "changed"):
                     touched.append(release_id)
             if touched:
                 search_index.index_releases(self.db, touched)
-        logger.debug("archive: stored a batch of %d releases", len(items))
+        logger.debug("archive: stored a batch of %d items", len(items))
 
-    def _upsert(self, item) -> tuple[str, int]:
-        row = self.db.execute(
-            "select id, content_hash, title from releases where url = ?", [item.url]
-        ).fetchone()
+    def _store_release(self, item: ReleaseItem):
         values = {field: getattr(item, field) for field in CLEANED_FIELDS}
+        source = self.sources.get(item.source_id)
         values.update(
+            url=item.url,
+            source_id=item.source_id,
             fetched_url=item.fetched_url,
             http_status=item.http_status,
             content_type=item.content_type,
             year=int(item.published[:4]) if item.published else None,
+            summary=item.hints.get("summary"),
+            country=source.country if source else None,
+            kind=source.kind if source else None,
             last_seen=item.fetched_at,
         )
-        if row is None:
-            source = self.sources.get(item.source_id)
-            values.update(
-                source_id=item.source_id,
-                url=item.url,
-                summary=item.hints.get("summary"),
-                country=source.country if source else None,
-                kind=source.kind if source else None,
-                first_seen=item.fetched_at,
-            )
-            columns = ", ".join(f"[{k}]" for k in values)
-            marks = ", ".join("?" for _ in values)
-            cursor = self.db.execute(f"insert into releases ({columns}) values ({marks})", list(values.values()))
-            return "new", cursor.lastrowid
-        release_id, old_hash, old_title = row
-        if old_hash == item.content_hash and old_title == item.title:
-            self.db.execute(
-                "update releases set last_seen = ?, http_status = ?, fetched_url = ? where id = ?",
-                [item.fetched_at, item.http_status, item.fetched_url, release_id],
-            )
-            return "unchanged", release_id
-        assignments = ", ".join(f"[{k}] = ?" for k in values)
-        self.db.execute(f"update releases set {assignments} where id = ?", [*values.values(), release_id])
-        return "changed", release_id
+        was_removed = self._status(item.url) == "removed"
+        outcome, release_id = history.apply_release(
+            self.db, values, now=parse_iso(item.fetched_at), schedule=self.schedule
+        )
+        if outcome == "changed":
+            logger.info("source '%s': %s changed since it was archived (new version kept)", item.source_id, item.url)
+        return outcome, release_id, was_removed
+
+    def _store_check(self, item: ReleaseCheck):
+        outcome, release_id = history.apply_check(
+            self.db, item.url, outcome=item.outcome, at=item.fetched_at, now=parse_iso(item.fetched_at),
+            http_status=item.http_status, detail=item.detail, schedule=self.schedule,
+        )
+        if outcome == "removed":
+            logger.warning("source '%s': %s was removed (%s); archived text kept", item.source_id, item.url, item.detail)
+        restored = outcome == "restored"
+        return ("unchanged" if restored else outcome), release_id, restored
+
+    def _status(self, url):
+        row = self.db.execute("select status from releases where url = ?", [url]).fetchone()
+        return row[0] if row else None
 
     def spider_closed(self, spider, reason):
         if self.db is None:
             return
         self.flush()
         stats = self.crawler.stats
-        finished = utcnow()
+        finished = now_iso()
         with self.db.conn:
             for source_id, run_row in self.run_rows.items():
-                counts = {
-                    key: stats.get_value(f"pressarchive/{source_id}/{key}", 0)
-                    for key in ("requests", "new", "changed", "unchanged", "empty", "errors")
-                }
+                counts = {key: stats.get_value(f"pressarchive/{source_id}/{key}", 0) for key in RUN_COUNTS}
                 entry_ok = stats.get_value(f"pressarchive/{source_id}/entry_ok", 0)
                 if reason != "finished":
                     status = "interrupted"
@@ -148,14 +163,26 @@ class StorePipeline:
                     status = "partial"
                 else:
                     status = "ok"
+                    self._save_validators(source_id)
                 message = stats.get_value(f"pressarchive/{source_id}/last_error")
-                self.db["crawl_runs"].update(
-                    run_row, dict(counts, finished=finished, status=status, message=message)
-                )
+                if reason != "finished":
+                    message = f"crawl ended early ({reason})" + (f"; {message}" if message else "")
+                self.db["crawl_runs"].update(run_row, dict(counts, finished=finished, status=status, message=message))
                 logger.info(
-                    "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d without text, %d errors",
-                    source_id, status, counts["requests"], counts["new"], counts["changed"],
-                    counts["unchanged"], counts["empty"], counts["errors"],
+                    "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d removed, "
+                    "%d without text, %d errors", source_id, status, counts["requests"], counts["new"],
+                    counts["changed"], counts["unchanged"], counts["removed"], counts["empty"], counts["errors"],
                 )
         self.db.close()
         self.db = None
+
+    def _save_validators(self, source_id):
+        for fetch in self.entry_fetches.get(source_id, []):
+            if fetch.http_status == 304:
+                continue  # the stored validators are still the right ones
+            self.db["fetch_state"].upsert(
+                {"url": fetch.url, "source_id": source_id, "role": fetch.role, "etag": fetch.etag,
+                 "last_modified": fetch.last_modified, "last_status": fetch.http_status,
+                 "last_fetched": fetch.fetched_at},
+                pk="url",
+            )

@@ -2,15 +2,25 @@
 
 Run by ``pressarchive crawl`` (which passes ``Source`` objects) or by
 ``scrapy crawl releases [-a sources_file=FILE] [-a ids=a,b]``. Discovery
-parsing lives in :mod:`crawler.discovery`; cleaning and storage in
-``pipelines/``. Stats are namespaced per source (``pressarchive/<id>/...``)
-and become the ``crawl_runs`` rows.
+parsing lives in :mod:`crawler.discovery`, the state left by earlier crawls in
+:mod:`crawler.state`; cleaning and storage in ``pipelines/``.
+
+Incremental by default: feeds, sitemaps and listing pages are fetched with
+conditional GET (a 304 ends that branch); listing pagination stops at the
+first page that holds only known releases (unless ``PRESSARCHIVE_BACKFILL``
+or the source's last run did not finish); feed and sitemap entries are
+fetched only when new or dated after the release was last seen; known
+releases are fetched again when the recheck schedule says so, which is how
+edits and removals are noticed. Stats are namespaced per source
+(``pressarchive/<id>/...``) and become the ``crawl_runs`` rows.
+
+Settings read: ``ARCHIVE_DB``, ``PRESSARCHIVE_SOURCES``, ``PRESSARCHIVE_BACKFILL``,
+``PRESSARCHIVE_MAX_RECHECKS``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import scrapy
@@ -22,19 +32,18 @@ from scrapy.utils.gz import gunzip
 from twisted.internet.error import DNSLookupError, TCPTimedOutError, TimeoutError
 
 from crawler import discovery
+from crawler.clock import now_iso
+from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.logs import install_filters
-from crawler.items import ReleaseItem
 from crawler.sources import load_sources, select_sources
+from crawler.state import SourceState, load_state
 from crawler.urls import normalise_url
 
 logger = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 RELEASE_PRIORITY = 10  # fetch releases before walking further listing pages
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+GONE = (404, 410)
 
 
 class ReleasesSpider(scrapy.Spider):
@@ -48,6 +57,8 @@ class ReleasesSpider(scrapy.Spider):
             sources = select_sources(registry, wanted, str(sources_file or "bundled catalogue"))
         self.sources = {s.id: s for s in sources}
         self.allowed_domains = sorted({d for s in sources for d in s.allowed_domains})
+        self.state: dict[str, SourceState] = {}
+        self.requested: set[str] = set()  # release URLs queued in this run
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -57,6 +68,11 @@ class ReleasesSpider(scrapy.Spider):
         install_filters()
         crawler.settings.set("DOWNLOAD_SLOTS", spider._download_slots(crawler.settings), priority="spider")
         crawler.signals.connect(spider._count_request, signal=signals.request_reached_downloader)
+        spider.backfill = crawler.settings.getbool("PRESSARCHIVE_BACKFILL")
+        spider.state = load_state(
+            crawler.settings.get("ARCHIVE_DB"), spider.sources, now_iso(),
+            crawler.settings.getint("PRESSARCHIVE_MAX_RECHECKS", 1000),
+        )
         return spider
 
     def _download_slots(self, settings) -> dict:
@@ -64,7 +80,7 @@ class ReleasesSpider(scrapy.Spider):
         slots = dict(settings.getdict("DOWNLOAD_SLOTS"))
         for source in self.sources.values():
             hosts = {urlsplit(u).hostname for u in source.feeds + source.sitemaps + source.listings}
-            hosts |= {d for d in source.allowed_domains}
+            hosts |= set(source.allowed_domains)
             for host in filter(None, hosts):
                 previous = slots.get(host, {}).get("delay")
                 delay = source.delay if previous is None else max(previous, source.delay)
@@ -81,13 +97,41 @@ class ReleasesSpider(scrapy.Spider):
         if source_id:
             self._stat(source_id, "requests")
 
-    def _request(self, url, source, role, callback, priority=0, **meta):
-        meta.update(source_id=source.id, role=role)
-        return scrapy.Request(url, callback=callback, errback=self.on_error, meta=meta, priority=priority)
+    def _deep(self, source) -> bool:
+        """Walk every listing page: asked for, or the last run of this source did not finish."""
+        return self.backfill or not self.state[source.id].complete
 
-    def _release_request(self, url, source, hints=None):
+    def _request(self, url, source, role, callback, priority=0, conditional=None, dont_filter=False, **meta):
+        meta.update(source_id=source.id, role=role)
+        headers = {}
+        etag, modified = conditional or (None, None)
+        if etag:
+            headers["If-None-Match"] = etag
+        if modified:
+            headers["If-Modified-Since"] = modified
+        if headers:
+            meta["handle_httpstatus_list"] = [304, *meta.get("handle_httpstatus_list", [])]
+        return scrapy.Request(url, callback=callback, errback=self.on_error, meta=meta, priority=priority,
+                              headers=headers, dont_filter=dont_filter)
+
+    def _entry_request(self, url, source, role, callback, **meta):
+        conditional = None if self._deep(source) else self.state[source.id].validators.get(url)
+        return self._request(url, source, role, callback, conditional=conditional, **meta)
+
+    def _release_request(self, url, source, hints=None, recheck=None):
+        """A request for a release page; ``recheck`` = (etag, last_modified) of a known release."""
         url = normalise_url(url)
-        return self._request(url, source, "release", self.parse_release, RELEASE_PRIORITY, hints=hints or {})
+        if url in self.requested:
+            return None
+        self.requested.add(url)
+        meta = {"hints": hints or {}}
+        if recheck is not None:
+            meta.update(recheck=True, handle_httpstatus_list=list(GONE))
+            self._stat(source.id, "rechecked")
+        # Rechecks skip Scrapy's duplicate filter so that a redirect to a page this run
+        # already fetched (a removed release sent to the listing) still reaches parse_release.
+        return self._request(url, source, "release", self.parse_release, RELEASE_PRIORITY, conditional=recheck,
+                             dont_filter=recheck is not None, **meta)
 
     def on_error(self, failure):
         request = failure.request
@@ -117,37 +161,66 @@ class ReleasesSpider(scrapy.Spider):
 
     async def start(self):
         for source in self.sources.values():
+            for url, etag, modified in self.state[source.id].due:
+                request = self._release_request(url, source, recheck=(etag, modified))
+                if request:
+                    yield request
             for url in source.feeds:
-                yield self._request(url, source, "feed", self.parse_feed)
+                yield self._entry_request(url, source, "feed", self.parse_feed)
             for url in source.sitemaps:
-                yield self._request(url, source, "sitemap", self.parse_sitemap)
+                yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
             for url in source.listings:
-                yield self._request(url, source, "listing", self.parse_listing, page=1)
+                yield self._entry_request(url, source, "listing", self.parse_listing, page=1)
 
     def _source(self, response):
         return self.sources[response.meta["source_id"]]
 
-    def _entry_ok(self, source):
+    def _entry_fetched(self, response, source):
+        """Count a reachable entry point; its validators go to the store for the next conditional GET."""
         self._stat(source.id, "entry_ok")
+        headers = response.headers
+        fetched = EntryFetch(
+            source_id=source.id, url=response.meta.get("redirect_urls", [response.url])[0],
+            role=response.meta.get("role", "entry"),
+            fetched_at=now_iso(), http_status=response.status,
+            etag=_header(headers, b"ETag"), last_modified=_header(headers, b"Last-Modified"),
+        )
+        if response.status == 304:
+            self._stat(source.id, "not_modified")
+        return fetched
 
     def _keep(self, source, url) -> bool:
         return source.allows(url) and bool(source.article_re.search(url))
 
+    def _known_since(self, source, url) -> str | None:
+        return self.state[source.id].known.get(normalise_url(url))
+
     def parse_feed(self, response):
         source = self._source(response)
-        if not discovery.is_feed(response.body):
+        if response.status != 304 and not discovery.is_feed(response.body):
             self._stat(source.id, "errors")
             self._stat(source.id, "entry_errors")
             logger.error("source '%s': feed %s is not RSS or Atom (check `feeds` in the registry)", source.id, response.url)
             return
-        self._entry_ok(source)
+        yield self._entry_fetched(response, source)
+        if response.status == 304:
+            return
         for entry in discovery.parse_feed(response.body, response.url):
             if not self._keep(source, entry.url):
                 continue
+            self._stat(source.id, "discovered")
             hints = {"title": entry.title, "summary": entry.summary}
             if entry.date:
                 hints.update(date=entry.date, date_source="feed")
-            yield self._release_request(entry.url, source, hints)
+            seen = self._known_since(source, entry.url)
+            if seen is None:
+                request = self._release_request(entry.url, source, hints)
+            elif entry.updated and entry.updated > seen[:10]:
+                request = self._release_request(entry.url, source, hints, recheck=(None, None))
+            else:
+                continue
+            if request:
+                yield request
 
     def parse_sitemap(self, response):
         source = self._source(response)
@@ -156,10 +229,13 @@ class ReleasesSpider(scrapy.Spider):
             urls = discovery.robots_sitemaps(body, response.url)
             if not urls:
                 logger.warning("source '%s': %s names no Sitemap", source.id, response.url)
-            self._entry_ok(source)
+            self._stat(source.id, "entry_ok")
             for url in urls:
                 if source.allows(url):
-                    yield self._request(url, source, "sitemap", self.parse_sitemap)
+                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
+            return
+        if response.status == 304:
+            yield self._entry_fetched(response, source)
             return
         if body[:2] == b"\x1f\x8b":
             try:
@@ -174,44 +250,81 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "entry_errors")
             logger.error("source '%s': %s is not a sitemap (check `sitemaps` in the registry)", source.id, response.url)
             return
-        self._entry_ok(source)
+        yield self._entry_fetched(response, source)
         for loc, lastmod in sitemap.entries:
             url = response.urljoin(loc)
             if sitemap.kind == "sitemapindex":
                 if source.allows(url):
-                    yield self._request(url, source, "sitemap", self.parse_sitemap)
-            elif self._keep(source, url):
-                yield self._release_request(url, source, {"lastmod": lastmod} if lastmod else {})
+                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
+                continue
+            if not self._keep(source, url):
+                continue
+            self._stat(source.id, "discovered")
+            seen = self._known_since(source, url)
+            if seen is None:
+                request = self._release_request(url, source, {"lastmod": lastmod} if lastmod else {})
+            elif lastmod and lastmod > seen[:10]:
+                request = self._release_request(url, source, {"lastmod": lastmod}, recheck=(None, None))
+            else:
+                continue
+            if request:
+                yield request
 
     def parse_listing(self, response):
         source = self._source(response)
+        if response.status == 304:
+            yield self._entry_fetched(response, source)
+            return
         if not isinstance(response, TextResponse):
             self._stat(source.id, "errors")
             logger.error("source '%s': listing %s is not an HTML page", source.id, response.url)
             return
-        self._entry_ok(source)
+        yield self._entry_fetched(response, source)
         links = discovery.listing_links(response, source)
+        self._stat(source.id, "discovered", len(links.releases))
+        fresh = 0
         for url, _text in links.releases:
-            yield self._release_request(url, source)
+            if self._known_since(source, url) is None:
+                fresh += 1
+                request = self._release_request(url, source)
+                if request:
+                    yield request
         page = response.meta.get("page", 1)
+        if links.releases and not fresh and not self._deep(source):
+            logger.info("source '%s': %s lists only known releases; not paging further", source.id, response.url)
+            return
         if page >= source.max_pages:
             if links.pages:
                 logger.info("source '%s': stopped at %d listing pages (max_pages)", source.id, page)
             return
         for url in links.pages:
-            yield self._request(url, source, "listing", self.parse_listing, page=page + 1)
+            yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1)
 
     # -- releases ------------------------------------------------------------
 
     def parse_release(self, response):
         source = self._source(response)
+        requested = response.meta.get("redirect_urls", [response.url])[0]
+        url = normalise_url(requested)
+        recheck = response.meta.get("recheck", False)
+        if response.status == 304:
+            self._stat(source.id, "not_modified")
+            yield ReleaseCheck(source.id, url, "not_modified", now_iso(), 304)
+            return
+        if response.status in GONE:
+            yield ReleaseCheck(source.id, url, "removed", now_iso(), response.status, f"HTTP {response.status}")
+            return
+        if response.url != requested and not self._keep(source, response.url):
+            if recheck:
+                yield ReleaseCheck(source.id, url, "removed", now_iso(), response.status,
+                                   f"redirected to {response.url}")
+                return
+            self._stat(source.id, "offsite_redirects")
+            logger.warning("source '%s': %s redirected to %s, which is not a release; not stored",
+                           source.id, requested, response.url)
+            return
         content_type = response.headers.get("Content-Type", b"").decode("latin-1").strip()
         mime = content_type.split(";")[0].strip().lower()
-        if response.url != response.request.url and not source.allows(response.url):
-            self._stat(source.id, "offsite_redirects")
-            logger.warning("source '%s': %s redirected off the source to %s; not stored",
-                           source.id, response.request.url, response.url)
-            return
         if mime and mime not in HTML_TYPES and not mime.startswith("text/"):
             self._stat(source.id, "skipped_non_html")
             logger.warning("source '%s': %s is %s, not HTML; not stored", source.id, response.url, mime)
@@ -221,12 +334,20 @@ class ReleasesSpider(scrapy.Spider):
             charset = content_type.lower().split("charset=", 1)[1].split(";")[0].strip(" \"'") or None
         yield ReleaseItem(
             source_id=source.id,
-            url=normalise_url(response.meta.get("redirect_urls", [response.url])[0]),
+            url=url,
             fetched_url=response.url,
             http_status=response.status,
             content_type=mime or None,
             http_charset=charset,
-            fetched_at=utcnow(),
+            fetched_at=now_iso(),
             body=response.body,
             hints=response.meta.get("hints", {}),
+            etag=_header(response.headers, b"ETag"),
+            last_modified=_header(response.headers, b"Last-Modified"),
+            recheck=recheck,
         )
+
+
+def _header(headers, name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value else None

@@ -1,0 +1,279 @@
+"""Searching and reading the archive through Datasette's JSON API, in-process.
+
+Each test builds a real archive file (``open_archive`` + releases rows +
+``index_releases``) and talks to it through ``datasette.client`` as served by
+``crawler.serve.make_datasette``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from crawler.serve import make_datasette, serve_command
+from pipelines.schema import open_archive
+from pipelines.search_index import ensure_search, index_releases, rewrite_query
+
+RELEASES = [
+    # id, source_id, country, language, published, title, text
+    (1, "mfa_cn", "cn", "zh", "2024-05-01", "关于网络安全的声明",
+     "中国政府高度重视网络安全。\n加强知识产权保护，维护WTO规则。"),
+    (2, "state_us", "us", "en", "2024-06-01", "Statement on software exports",
+     "The software industry depends on intellectual property rights."),
+    (3, "state_us", "us", "en", "2023-01-01", "War in the region",
+     "The war must end.\nWe support 5G 网络 cooperation with partners."),
+    (4, "mofa_jp", "jp", "ja", "2022-03-03", "外務大臣談話",
+     "日本政府は、地域の平和と安定を重視しています。"),
+    (5, "mofa_kr", "kr", "ko", "2021-02-02", "대변인 논평",
+     "정부는 한반도 평화를 위해 노력하고 있습니다."),
+    (6, "mfa_cn", "cn", "zh", "2020-01-01", "知识和产权",
+     "本文提到知识，也提到产权，但没有那个四字词。"),
+    (7, "state_us", "us", "en", "2019-07-04", "Unsafe <b>markup</b>",
+     'Archived page said <script>alert("x")</script> and <img src=x onerror=alert(1)>.'),
+]
+
+
+def add_releases(db, rows):
+    with db.conn:
+        db["releases"].insert_all(
+            {
+                "id": rid, "source_id": source, "country": country, "kind": "ministry",
+                "language": language, "published": published, "year": int(published[:4]),
+                "title": title, "text": text, "url": f"https://example.org/{rid}",
+            }
+            for rid, source, country, language, published, title, text in rows
+        )
+        index_releases(db, [row[0] for row in rows])
+
+
+@pytest.fixture
+def archive(tmp_path):
+    path = tmp_path / "archive.db"
+    db = open_archive(path)
+    ensure_search(db)
+    add_releases(db, RELEASES)
+    yield path, db
+    db.close()
+
+
+@pytest.fixture
+def client(archive):
+    """``get(path, **params)`` -> (status, JSON) through an in-process Datasette."""
+    ds = make_datasette(archive[0])
+    loop = asyncio.new_event_loop()
+
+    def get(path, **params):
+        response = loop.run_until_complete(ds.client.get(path, params=params))
+        return response.status_code, response
+
+    yield get
+    loop.close()
+
+
+def found(client, q, **params) -> list[int]:
+    status, response = client("/archive/releases.json", _search=q, _shape="objects", **params)
+    assert status == 200, response.text
+    return sorted(row["id"] for row in response.json()["rows"])
+
+
+def test_releases_newest_first_with_facets(client):
+    status, response = client("/archive/releases.json", _shape="objects")
+    data = response.json()
+    assert status == 200
+    assert [row["id"] for row in data["rows"]] == [2, 1, 3, 4, 5, 6, 7]
+    assert set(data["facet_results"]) == {"source_id", "country", "kind", "language", "year"}
+    languages = {f["value"]: f["count"] for f in data["facet_results"]["language"]["results"]}
+    assert languages == {"zh": 2, "en": 3, "ja": 1, "ko": 1}
+    assert "releases_fts" not in [t["name"] for t in client("/archive.json")[1].json()["tables"] if not t["hidden"]]
+
+
+def test_english_words_keep_word_semantics(client):
+    assert found(client, "war") == [3]  # not "software"
+    assert found(client, "software") == [2]
+    assert found(client, "WAR") == [3]
+    assert found(client, "war cooperation") == [3]
+    assert found(client, "war software") == []
+    assert found(client, "war OR software") == [2, 3]
+    assert found(client, "soft*") == [2]
+    assert found(client, "the -war") == [2]
+
+
+def test_english_phrases(client):
+    assert found(client, '"intellectual property"') == [2]
+    assert found(client, '"property intellectual"') == []
+
+
+def test_chinese_two_character_word(client):
+    assert found(client, "网络") == [1, 3]
+
+
+def test_chinese_four_character_string(client):
+    assert found(client, "知识产权") == [1]  # release 6 has the characters, not the word
+    assert found(client, "知识") == [1, 6]
+    assert found(client, '"知识产权 保护"') == [1]
+
+
+def test_single_chinese_character(client):
+    assert found(client, "权") == [1, 6]
+
+
+def test_mixed_chinese_and_english(client):
+    assert found(client, "5G 网络") == [3]
+    assert found(client, "WTO规则") == [1]
+    assert found(client, "wto 规则") == [1]
+    assert found(client, "网络 war") == [3]
+
+
+def test_japanese_and_korean(client):
+    assert found(client, "政府") == [1, 4]
+    assert found(client, "平和") == [4]
+    assert found(client, "정부") == [5]  # inside 정부는
+    assert found(client, "평화") == [5]
+
+
+def test_nothing_searchable_finds_nothing(client):
+    assert found(client, "!!!") == []
+    assert found(client, '"') == []
+
+
+def test_search_with_facet_filter(client):
+    assert found(client, "网络", language="en") == [3]
+    assert found(client, "网络", country="cn") == [1]
+    status, response = client("/archive/releases.json", _search="网络", _facet="source_id")
+    assert status == 200
+
+
+def test_common_word_lists_only_the_newest_matches(client, monkeypatch):
+    from datasette.plugins import pm
+
+    plugin = next(p for p in pm.get_plugins() if getattr(p, "SEARCH_LIMIT", None))
+    monkeypatch.setattr(plugin, "SEARCH_LIMIT", 1)
+    status, response = client("/archive/releases.json", _search="the", _shape="objects")
+    data = response.json()
+    assert [row["id"] for row in data["rows"]] == [2]  # the newer of 2
+    assert "newest 1 matches" in data["human_description_en"]
+
+
+def test_canned_search_ranks_and_highlights(client):
+    status, response = client("/archive/search.json", q="知识产权", _shape="objects")
+    rows = response.json()["rows"]
+    assert status == 200
+    assert [row["id"] for row in rows] == [1]
+    assert "⟦知识产权⟧" in rows[0]["snippet"]
+    status, response = client("/archive/search.json", q="war", _shape="objects")
+    assert [row["id"] for row in response.json()["rows"]] == [3]
+    assert "⟦war⟧" in response.json()["rows"][0]["snippet"]
+    assert "software" not in response.json()["rows"][0]["snippet"]
+    status, response = client("/archive/search", q="网络")
+    assert "<mark>网络</mark>" in response.text
+    status, response = client("/archive/search.json", q="", _shape="objects")
+    assert status == 200 and response.json()["rows"] == []
+
+
+def test_html_in_archived_text_is_inert(client):
+    status, response = client("/archive/releases/7")
+    assert status == 200
+    assert "<script>alert" not in response.text
+    assert "&lt;script&gt;alert" in response.text
+    assert "<img src=x" not in response.text
+    assert "<b>markup</b>" not in response.text
+    status, response = client("/archive/search", q="archived")
+    assert "<script>alert" not in response.text and "&lt;script&gt;" in response.text
+    status, response = client("/archive/releases", _search="archived")
+    assert "<script>alert" not in response.text
+
+
+def test_text_shown_as_paragraphs_and_url_as_link(client):
+    status, response = client("/archive/releases/3")
+    assert "<p>The war must end.</p>" in response.text
+    assert '<a href="https://example.org/3"' in response.text
+
+
+def test_served_archive_is_read_only(archive, client):
+    path, _ = archive
+    for sql in ("insert into releases (id, url) values (99, 'x')", "delete from releases"):
+        status, response = client("/archive.json", sql=sql)
+        assert status == 400
+    ds = make_datasette(path)
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(ds.get_database("archive").execute_write("delete from releases"))
+    assert sqlite3.connect(path).execute("select count(*) from releases").fetchone()[0] == len(RELEASES)
+
+
+def test_reading_while_a_crawl_writes(archive, client):
+    path, _ = archive
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("begin immediate")
+    writer.execute("update releases set title = 'changing' where id = 1")
+    try:
+        assert found(client, "网络") == [1, 3]  # no "database is locked"
+        status, response = client("/archive/releases/1.json", _shape="objects")
+        assert status == 200 and response.json()["rows"][0]["title"] == "关于网络安全的声明"
+    finally:
+        writer.execute("rollback")
+        writer.close()
+    db = open_archive(path)
+    add_releases(db, [(8, "mfa_cn", "cn", "zh", "2025-01-01", "新声明", "网络空间合作。")])
+    assert found(client, "网络") == [1, 3, 8]
+
+
+def test_updates_leave_no_stale_tokens(archive, client):
+    _, db = archive
+    with db.conn:
+        db["releases"].update(3, {"text": "Peace talks resume.", "published": "2025-02-02"})
+        db["releases"].upsert({"id": 2, "title": "Statement on hardware"}, pk="id")
+        index_releases(db, [3, 2])
+    assert found(client, "war") == [3]  # still in the title
+    assert found(client, "cooperation") == []
+    assert found(client, "peace") == [3]
+    assert found(client, "exports") == []
+    assert found(client, "hardware") == [2]
+    assert found(client, "software") == [2]  # still in its text
+    status, response = client("/archive/search.json", q="peace", _shape="objects")
+    assert response.json()["rows"][0]["published"] == "2025-02-02"
+
+
+def test_ensure_search_catches_up_on_unindexed_changes(archive, client):
+    path, db = archive
+    with db.conn:  # a writer that never calls index_releases
+        db["releases"].insert({"id": 9, "title": "Late", "text": "数字经济", "url": "u9"})
+        db["releases"].update(1, {"text": "全新内容"})
+        db["releases"].delete(4)
+    ensure_search(db)
+    assert found(client, "经济") == [9]
+    assert found(client, "网络") == [1, 3]  # title of 1 still says 网络
+    assert found(client, "知识产权") == []
+    assert found(client, "政府") == []
+    ensure_search(db)  # idempotent
+    assert found(client, "内容") == [1]
+
+
+def test_insert_or_replace_is_reindexed(archive, client):
+    _, db = archive
+    with db.conn:
+        db["releases"].insert(
+            {"id": 3, "title": "Replaced", "text": "Entirely new words.", "url": "https://example.org/3"},
+            replace=True,
+        )
+        index_releases(db, [3])
+    assert found(client, "war") == []
+    assert found(client, "entirely") == [3]
+
+
+def test_rewrite_query():
+    assert rewrite_query("war") == '"war"'
+    assert rewrite_query("网络") == '"网络"'
+    assert rewrite_query("知识产权") == '"知识 识产 产权"'
+    assert rewrite_query('a OR b -c') == '("a" OR "b") NOT "c"'
+    assert rewrite_query('a b -c -d') == '("a" AND "b") NOT "c" NOT "d"'
+    assert rewrite_query("") is None
+
+
+def test_serve_without_archive_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(serve_command, ["--db", str(tmp_path / "missing.db")])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    assert "missing.db" in result.output
