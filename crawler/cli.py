@@ -59,7 +59,8 @@ def cli():
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the log to this file.")
 @click.option("--backfill", is_flag=True,
               help="Walk every listing page (up to max_pages), not only up to the first page of known releases.")
-def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backfill):
+@click.option("--no-warc", is_flag=True, help="Do not write the raw capture (WARC files under warc/ next to the archive).")
+def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backfill, no_warc):
     """Crawl SOURCE_IDS (default: every enabled source) into the archive.
 
     Incremental: only new or changed feed/sitemap entries, listings until a
@@ -76,7 +77,7 @@ def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backf
     except SourceError as exc:
         fail(str(exc))
     code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file,
-                         overrides={"PRESSARCHIVE_BACKFILL": backfill})
+                         overrides={"PRESSARCHIVE_BACKFILL": backfill, "WARC_ENABLED": not no_warc})
     sys.exit(code)
 
 
@@ -158,11 +159,13 @@ def _register_optional_commands():
     # Commands whose modules are optional at import time stay out of the way of the others.
     from crawler.export import export_command
     from crawler.health import status_command
+    from crawler.reextract import reextract_command
     from crawler.serve import serve_command
 
     cli.add_command(serve_command)
     cli.add_command(export_command)
     cli.add_command(status_command)
+    cli.add_command(reextract_command)
 
 
 _register_optional_commands()

@@ -24,6 +24,8 @@ class ReleaseItem:
     etag: str | None = None
     last_modified: str | None = None
     recheck: bool = False  # a known release fetched again
+    warc: dict | None = None  # {"file", "offset", "length"} of the raw capture
+    parent_url: str | None = None  # set for a document attached to a release page (a linked PDF)
 
     # Filled by pipelines.clean
     title: str | None = None
@@ -33,6 +35,8 @@ class ReleaseItem:
     language: str | None = None
     encoding: str | None = None
     canonical_url: str | None = None
+    text_status: str | None = None  # "text", or why a PDF has none (scanned, encrypted, ...)
+    pages: int | None = None
     content_hash: str | None = None
     word_count: int | None = None
     extractor: str | None = None

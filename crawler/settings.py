@@ -49,6 +49,15 @@ HTTPERROR_ALLOW_ALL = False
 REDIRECT_MAX_TIMES = 5
 COOKIES_ENABLED = False
 
+# Raw capture: every response (robots.txt, feeds, sitemaps, listings, releases) into WARC 1.1 files.
+# 950: after the downloader, before HttpCompressionMiddleware (590) decodes the body.
+DOWNLOADER_MIDDLEWARES = {
+    "crawler.warc.WarcCaptureMiddleware": 950,
+}
+WARC_ENABLED = True
+WARC_DIR = ""  # default: a warc/ folder next to ARCHIVE_DB
+WARC_MAX_SIZE = 1_000_000_000
+
 ITEM_PIPELINES = {
     "pipelines.clean.CleanPipeline": 300,
     "pipelines.store.StorePipeline": 800,
@@ -62,6 +71,9 @@ PRESSARCHIVE_SOURCES = ""
 PRESSARCHIVE_BACKFILL = False  # True: walk every listing page, not only up to the first all-known page
 PRESSARCHIVE_RECHECK_HOURS = [1, 6, 24, 72, 168, 720]  # after first_seen; then every 180 days
 PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and run, oldest due first
+
+# PDFs linked from HTML releases ("Full statement (PDF)") are fetched and attached.
+PRESSARCHIVE_FOLLOW_PDFS = True
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"

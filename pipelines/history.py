@@ -66,30 +66,36 @@ def _event(db, release_id, event, at, http_status=None, detail=None):
     )
 
 
-def _add_version(db, release_id, version, values, diff, change):
+def _add_version(db, release_id, version, values, at, diff, change):
     db.execute(
         """insert into release_versions (release_id, version, fetched_at, title, published, text,
-               content_hash, diff, change, extractor) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [release_id, version, values["last_seen"], values.get("title"), values.get("published"),
-         values.get("text"), values.get("content_hash"), diff, change, values.get("extractor")],
+               content_hash, diff, change, extractor, warc_file, warc_offset, warc_length)
+           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [release_id, version, at, values.get("title"), values.get("published"), values.get("text"),
+         values.get("content_hash"), diff, change, values.get("extractor"), values.get("warc_file"),
+         values.get("warc_offset"), values.get("warc_length")],
     )
 
 
 def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
-                  schedule=RECHECK_HOURS) -> tuple[str, int]:
+                  schedule=RECHECK_HOURS, at: str | None = None) -> tuple[str, int]:
     """Insert or update one release; return (outcome, release id).
 
     ``values`` holds ``releases`` columns (``url`` and ``last_seen`` at least).
     Outcomes: ``new``, ``changed``, ``unchanged``; plus ``restored`` events are
     written when a removed release answers again. ``change`` labels a new
     version: ``edit`` for the publisher's edits, ``extraction`` when our
-    extractor's output changed on the same bytes.
+    extractor's output changed on the same bytes. ``at`` is when the bytes were
+    fetched; by default ``values["last_seen"]``. Without ``last_seen`` in
+    ``values`` (re-extraction from the raw capture) the fetch bookkeeping
+    (``last_checked``, ``next_check``) is left alone.
     """
+    refetched = "last_seen" in values
     row = db.execute(
         "select id, title, text, version_count, status, first_seen from releases where url = ?",
         [values["url"]],
     ).fetchone()
-    at = values["last_seen"]
+    at = at or values["last_seen"]
     if row is None:
         values = dict(values, status="live", version_count=1, last_changed=at, last_checked=at,
                       first_seen=values.get("first_seen") or at)
@@ -98,25 +104,27 @@ def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
         cursor = db.execute(
             f"insert into releases ({columns}) values ({', '.join('?' for _ in values)})", list(values.values())
         )
-        _add_version(db, cursor.lastrowid, 1, values, None, "first")
+        _add_version(db, cursor.lastrowid, 1, values, at, None, "first")
         return "new", cursor.lastrowid
 
     release_id, old_title, old_text, version_count, status, first_seen = row
     update = {k: v for k, v in values.items() if k not in ("url", "source_id", "first_seen", "summary",
                                                            "country", "kind")}
-    update.update(last_checked=at, next_check=next_check(first_seen, now, schedule))
-    if status == "removed":
+    if refetched:
+        update.update(last_checked=at, next_check=next_check(first_seen, now, schedule))
+    if status == "removed" and refetched:
         _event(db, release_id, "restored", at, values.get("http_status"), "answers again")
         update.update(status="live", removed_at=None)
     if comparable_hash(old_title, old_text) == comparable_hash(values.get("title"), values.get("text")):
         # Same release: keep the archived wording, refresh what describes the fetch.
-        for key in ("title", "text", "content_hash", "word_count"):
+        # The raw capture of the archived wording stays the one the row points at.
+        for key in ("title", "text", "content_hash", "word_count", "warc_file", "warc_offset", "warc_length"):
             update.pop(key, None)
         outcome = "unchanged"
     else:
         version = (version_count or 1) + 1
         diff = unified_diff(old_title, old_text, values.get("title"), values.get("text"), version - 1, version)
-        _add_version(db, release_id, version, values, diff, change)
+        _add_version(db, release_id, version, values, at, diff, change)
         update.update(version_count=version, last_changed=at)
         outcome = "changed"
     assignments = ", ".join(f"[{k}] = ?" for k in update)

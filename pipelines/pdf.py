@@ -303,13 +303,17 @@ def _join(left: str, right: str) -> str:
 
 def _starts_paragraph(previous: Line, line: Line, left: float, right: float, line_gap: float) -> bool:
     size = line.size or previous.size or 10.0
-    if line.page != previous.page or line.top > previous.top:  # next page or column: see _rejoin_page_breaks
+    indented = 0.8 * size < line.x0 - left < 8 * size
+    if line.page != previous.page:
+        # A paragraph cut by a page break goes on in the same type, unindented, after no full stop.
+        return previous.text[-1] in SENTENCE_END or abs(line.size - previous.size) > 1.0 or indented
+    if line.top > previous.top:  # next column
         return True
     if abs(line.size - previous.size) > 1.0:  # headline, subheading
         return True
     if previous.bottom - line.top > line_gap + 0.4 * size:  # space between paragraphs
         return True
-    if 0.8 * size < line.x0 - left < 8 * size:  # first-line indent
+    if indented:  # first-line indent
         return True
     # A short line ending a sentence closes its paragraph even without spacing or indent.
     return previous.x1 < right - 3 * size and previous.text[-1] in SENTENCE_END
@@ -322,7 +326,9 @@ def paragraphs(lines: list[Line]) -> list[tuple[str, Line]]:
     left-, right- or centre-aligned, so an indented first line and a short last line
     come out as boxes of their own. Paragraphs start at a change of type size, a gap
     larger than the usual line gap, a first-line indent, or after a short line that
-    ends a sentence.
+    ends a sentence; one cut by a page break (after the running heads and feet are
+    gone) goes on when the new page starts in the same type, unindented, after a
+    line that did not end a sentence.
     """
     if not lines:
         return []
@@ -344,25 +350,7 @@ def paragraphs(lines: list[Line]) -> list[tuple[str, Line]]:
         first = first or line
         previous = line
     result.append((current, first))
-    return _rejoin_page_breaks(result)
-
-
-def _rejoin_page_breaks(parts: list[tuple[str, Line]]) -> list[tuple[str, Line]]:
-    """A paragraph cut by a page break: the first on the new page continues the last on the old one."""
-    joined: list[tuple[str, Line]] = []
-    for text, first in parts:
-        if joined:
-            previous, previous_first = joined[-1]
-            continues = (
-                first.page != previous_first.page
-                and previous[-1] not in SENTENCE_END
-                and (text[0].islower() or (HAN_OR_PUNCT_RE.match(text[0]) and HAN_OR_PUNCT_RE.match(previous[-1])))
-            )
-            if continues:
-                joined[-1] = (_join(previous, text), previous_first)
-                continue
-        joined.append((text, first))
-    return joined
+    return result
 
 
 # --- headline -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SOURCES_COLUMNS = {
     "id": str,
@@ -62,6 +62,11 @@ RELEASES_COLUMNS = {
     "next_check": str,  # when the recheck schedule wants the page again
     "etag": str,  # HTTP validators of the release page, for conditional GET
     "last_modified": str,
+    "text_status": str,  # text, or for PDFs without usable text: scanned, empty, encrypted, ...
+    "pages": int,  # PDF pages
+    "warc_file": str,  # raw capture of the stored text: file under warc/ and record offset
+    "warc_offset": int,
+    "warc_length": int,
 }
 
 RELEASE_VERSIONS_COLUMNS = {
@@ -76,6 +81,27 @@ RELEASE_VERSIONS_COLUMNS = {
     "diff": str,  # unified diff from the previous version's title + text
     "change": str,  # first, edit (by the publisher) or extraction (our extractor changed)
     "extractor": str,
+    "warc_file": str,
+    "warc_offset": int,
+    "warc_length": int,
+}
+
+# Documents linked from a release page ("Full statement (PDF)"), fetched and attached to it.
+RELEASE_FILES_COLUMNS = {
+    "url": str,
+    "release_id": int,
+    "parent_url": str,
+    "source_id": str,
+    "title": str,
+    "text": str,
+    "text_status": str,
+    "pages": int,
+    "content_type": str,
+    "content_hash": str,
+    "fetched_at": str,
+    "warc_file": str,
+    "warc_offset": int,
+    "warc_length": int,
 }
 
 REMOVALS_COLUMNS = {
@@ -114,6 +140,7 @@ CRAWL_RUNS_COLUMNS = {
     "not_modified": int,  # 304 answers to conditional requests
     "rechecked": int,  # known releases fetched again (schedule, feed or sitemap dates)
     "discovered": int,  # release links seen in feeds, sitemaps and listings (known or not)
+    "warc_bytes": int,  # raw capture written for this source
     "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }
@@ -150,6 +177,8 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     removals = _ensure_table(db, "removals", REMOVALS_COLUMNS, "id")
     removals.create_index(["release_id"], if_not_exists=True)
     _ensure_table(db, "fetch_state", FETCH_STATE_COLUMNS, "url")
+    files = _ensure_table(db, "release_files", RELEASE_FILES_COLUMNS, "url")
+    files.create_index(["release_id"], if_not_exists=True)
     _backfill_history(db)
     for name, sql in VIEWS.items():
         db.execute(f"drop view if exists [{name}]")

@@ -28,10 +28,10 @@ logger = logging.getLogger(__name__)
 
 CLEANED_FIELDS = (
     "title", "published", "date_source", "language", "text", "word_count", "content_hash",
-    "canonical_url", "encoding", "extractor", "etag", "last_modified",
+    "canonical_url", "encoding", "extractor", "etag", "last_modified", "text_status", "pages",
 )
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
-              "not_modified", "rechecked", "discovered")
+              "not_modified", "rechecked", "discovered", "warc_bytes")
 
 
 class StorePipeline:
@@ -94,6 +94,9 @@ class StorePipeline:
         touched = []
         with self.db.conn:
             for item in items:
+                if isinstance(item, ReleaseItem) and item.parent_url:
+                    self._store_attachment(item)
+                    continue
                 if isinstance(item, ReleaseItem):
                     outcome, release_id, restored = self._store_release(item)
                 else:
@@ -108,8 +111,28 @@ class StorePipeline:
                 search_index.index_releases(self.db, touched)
         logger.debug("archive: stored a batch of %d items", len(items))
 
+    @staticmethod
+    def _warc_columns(item: ReleaseItem) -> dict:
+        warc = item.warc or {}
+        return {"warc_file": warc.get("file"), "warc_offset": warc.get("offset"), "warc_length": warc.get("length")}
+
+    def _store_attachment(self, item: ReleaseItem):
+        """A document linked from a release page: kept in release_files, tied to its release."""
+        parent = self.db.execute("select id from releases where url = ?", [item.parent_url]).fetchone()
+        self.db["release_files"].upsert(
+            dict(
+                url=item.url, release_id=parent[0] if parent else None, parent_url=item.parent_url,
+                source_id=item.source_id, title=item.title, text=item.text, text_status=item.text_status,
+                pages=item.pages, content_type=item.content_type, content_hash=item.content_hash,
+                fetched_at=item.fetched_at, **self._warc_columns(item),
+            ),
+            pk="url", alter=True,
+        )
+        self._count(item.source_id, "attachments")
+
     def _store_release(self, item: ReleaseItem):
         values = {field: getattr(item, field) for field in CLEANED_FIELDS}
+        values.update(self._warc_columns(item))
         source = self.sources.get(item.source_id)
         values.update(
             url=item.url,
@@ -152,6 +175,12 @@ class StorePipeline:
         stats = self.crawler.stats
         finished = now_iso()
         with self.db.conn:
+            if self.db["release_files"].exists() and "parent_url" in self.db["release_files"].columns_dict:
+                # An attachment can be stored before its release's batch: tie them up now.
+                self.db.execute(
+                    "update release_files set release_id = (select id from releases r where r.url = parent_url) "
+                    "where release_id is null"
+                )
             for source_id, run_row in self.run_rows.items():
                 counts = {key: stats.get_value(f"pressarchive/{source_id}/{key}", 0) for key in RUN_COUNTS}
                 entry_ok = stats.get_value(f"pressarchive/{source_id}/entry_ok", 0)

@@ -38,10 +38,12 @@ from crawler.logs import install_filters
 from crawler.sources import load_sources, select_sources
 from crawler.state import SourceState, load_state
 from crawler.urls import normalise_url
+from pipelines import pdf
 
 logger = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+PDF_TYPE = "application/pdf"
 RELEASE_PRIORITY = 10  # fetch releases before walking further listing pages
 GONE = (404, 410)
 
@@ -69,6 +71,7 @@ class ReleasesSpider(scrapy.Spider):
         crawler.settings.set("DOWNLOAD_SLOTS", spider._download_slots(crawler.settings), priority="spider")
         crawler.signals.connect(spider._count_request, signal=signals.request_reached_downloader)
         spider.backfill = crawler.settings.getbool("PRESSARCHIVE_BACKFILL")
+        spider.follow_pdfs = crawler.settings.getbool("PRESSARCHIVE_FOLLOW_PDFS", True)
         spider.state = load_state(
             crawler.settings.get("ARCHIVE_DB"), spider.sources, now_iso(),
             crawler.settings.getint("PRESSARCHIVE_MAX_RECHECKS", 1000),
@@ -323,16 +326,40 @@ class ReleasesSpider(scrapy.Spider):
             logger.warning("source '%s': %s redirected to %s, which is not a release; not stored",
                            source.id, requested, response.url)
             return
+        item = self._page_item(response, source, url)
+        if item is None:
+            return
+        item.recheck = recheck
+        yield item
+        if item.content_type != PDF_TYPE and not recheck and self.follow_pdfs:
+            # "Full statement (PDF)": fetched once, when the release is new, and attached to it.
+            for link in pdf.pdf_links(response):
+                if source.allows(link) and not self._keep(source, link) and link not in self.requested:
+                    self.requested.add(link)
+                    yield self._request(link, source, "attachment", self.parse_attachment, RELEASE_PRIORITY,
+                                        parent_url=url)
+
+    def parse_attachment(self, response):
+        source = self._source(response)
+        item = self._page_item(response, source, normalise_url(response.meta.get("redirect_urls", [response.url])[0]))
+        if item is not None:
+            item.parent_url = response.meta["parent_url"]
+            yield item
+
+    def _page_item(self, response, source, url) -> ReleaseItem | None:
+        """The fetched page as an item for the pipelines, or None for a type we do not archive."""
         content_type = response.headers.get("Content-Type", b"").decode("latin-1").strip()
         mime = content_type.split(";")[0].strip().lower()
-        if mime and mime not in HTML_TYPES and not mime.startswith("text/"):
+        if pdf.is_pdf(response.body, mime):
+            mime = PDF_TYPE
+        elif mime and mime not in HTML_TYPES and not mime.startswith("text/"):
             self._stat(source.id, "skipped_non_html")
-            logger.warning("source '%s': %s is %s, not HTML; not stored", source.id, response.url, mime)
-            return
+            logger.warning("source '%s': %s is %s, neither HTML nor PDF; not stored", source.id, response.url, mime)
+            return None
         charset = None
         if "charset=" in content_type.lower():
             charset = content_type.lower().split("charset=", 1)[1].split(";")[0].strip(" \"'") or None
-        yield ReleaseItem(
+        return ReleaseItem(
             source_id=source.id,
             url=url,
             fetched_url=response.url,
@@ -344,7 +371,7 @@ class ReleasesSpider(scrapy.Spider):
             hints=response.meta.get("hints", {}),
             etag=_header(response.headers, b"ETag"),
             last_modified=_header(response.headers, b"Last-Modified"),
-            recheck=recheck,
+            warc=response.meta.get("warc"),
         )
 
 

@@ -7,7 +7,7 @@ the layout of real releases:
 
 ``en_press_release.pdf``  three-page English media release from a word processor:
     letterhead and "Page N of 3" footer on every page, a two-line bold headline,
-    paragraphs wrapping across pages, a junk ``/Title`` ("Microsoft Word - ..."),
+    a paragraph running over a page break, a junk ``/Title`` ("Microsoft Word - ..."),
     ``/CreationDate`` one day after the printed release date, ``/Lang en-AU``.
 ``zh_statement.pdf``  two-page Chinese embassy statement in a CID font
     (STSong-Light, not embedded, as older Chinese PDFs are): embassy letterhead and
@@ -16,7 +16,7 @@ the layout of real releases:
 ``en_joint_statement.pdf``  one-page statement with a good ``/Title``, a "- 1 -"
     page number, and no date anywhere but ``/CreationDate``.
 ``scanned_statement.pdf``  a scanner's output: one page that is only an image of
-    text, no text layer.
+    text, no text layer, a junk ``/Title`` ("scan0001") and a ``/CreationDate``.
 """
 
 from __future__ import annotations
@@ -118,12 +118,12 @@ def _fonts() -> tuple[str, str]:
     return "Times-Roman", "Times-Bold"
 
 
-def _build(story_maker, decorate, pages_hint: int, **doc_kwargs) -> bytes:
+def _build(story_maker, decorate, pages_hint: int, top_margin: float = 35, **doc_kwargs) -> bytes:
     """Build twice: the first pass counts the pages for the "Page N of M" footers."""
     pages = pages_hint
     for _ in range(2):
         buffer = io.BytesIO()
-        doc = SimpleDocTemplate(buffer, pagesize=A4, topMargin=35 * mm, bottomMargin=30 * mm,
+        doc = SimpleDocTemplate(buffer, pagesize=A4, topMargin=top_margin * mm, bottomMargin=30 * mm,
                                 leftMargin=25 * mm, rightMargin=25 * mm, **doc_kwargs)
 
         def on_page(canvas, document, total=pages):
@@ -170,7 +170,7 @@ def english_release() -> bytes:
         canvas.drawCentredString(width / 2, 15 * mm, EN_FOOTER.format(page=page, pages=pages))
         canvas.restoreState()
 
-    pdf = _build(story, decorate, 3, lang="en-AU")
+    pdf = _build(story, decorate, 3, top_margin=44, lang="en-AU")  # a paragraph runs over page 1
     return _with_metadata(pdf, {
         "/Title": "Microsoft Word - MR-2024-031 final.docx",
         "/Author": "jsmith",
@@ -204,7 +204,7 @@ def chinese_statement() -> bytes:
         canvas.drawCentredString(width / 2, 15 * mm, ZH_FOOTER.format(page=page, pages=pages))
         canvas.restoreState()
 
-    pdf = _build(story, decorate, 2, lang="zh-CN")
+    pdf = _build(story, decorate, 2, top_margin=53, lang="zh-CN")  # a paragraph runs over page 1
     xmp = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -257,7 +257,8 @@ def scanned_statement() -> bytes:
     canvas.setTitle("scan0001")
     canvas.showPage()
     canvas.save()
-    return buffer.getvalue()
+    return _with_metadata(buffer.getvalue(), {"/CreationDate": "D:20220407101500+02'00'",
+                                              "/ModDate": "D:20220407101500+02'00'"})
 
 
 FIXTURES = {
