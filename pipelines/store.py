@@ -1,14 +1,17 @@
 """Store cleaned releases in the SQLite archive (sqlite-utils), and log the run.
 
-Upserts by normalised URL through :mod:`pipelines.history`: a new release gets
-version 1; a changed one a new version with a diff; an unchanged one only
-moves ``last_seen``. Recheck outcomes (304, gone) become ``last_seen`` moves or
-removal events. Writes are batched in transactions (``ARCHIVE_BATCH_SIZE``) and
-the full-text index is updated in the same transaction. At the end of the
-crawl, one ``crawl_runs`` row per source records what happened, and the HTTP
-validators of feeds, sitemaps and listings are saved for the next conditional
-GET, but only for sources whose run finished without errors (otherwise the
-next run fetches them again in full, so nothing missed stays missed).
+:class:`ArchiveWriter` is the one writer of the archive, used by the crawl's
+:class:`StorePipeline` and by ``pressarchive ingest`` (distributed crawls).
+It upserts by normalised URL through :mod:`pipelines.history`: a new release
+gets version 1; a changed one a new version with a diff; an unchanged one only
+moves ``last_seen``. Recheck outcomes (304, gone) become ``last_seen`` moves
+or removal events; documents linked from a release go to ``release_files``.
+Writes are batched in transactions and the full-text index is updated in the
+same transaction. At the end of a run, one ``crawl_runs`` row per source
+records what happened, and the HTTP validators of feeds, sitemaps and
+listings are saved for the next conditional GET, but only for sources whose
+run finished without errors (otherwise the next run fetches them again in
+full, so nothing missed stays missed).
 
 Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``, ``PRESSARCHIVE_RECHECK_HOURS``.
 """
@@ -16,6 +19,7 @@ Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``, ``PRESSARCHIVE_RECHECK_HOURS``
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from scrapy import signals
 
@@ -30,67 +34,47 @@ CLEANED_FIELDS = (
     "title", "published", "date_source", "language", "text", "word_count", "content_hash",
     "canonical_url", "encoding", "extractor", "etag", "last_modified", "text_status", "pages",
 )
+# Counted by the crawl (stats) and by the writer; together they make a crawl_runs row.
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
               "not_modified", "rechecked", "discovered", "warc_bytes")
 
 
-class StorePipeline:
-    def __init__(self, crawler):
-        self.crawler = crawler
-        settings = crawler.settings
-        self.db_path = settings.get("ARCHIVE_DB")
-        self.batch_size = max(1, settings.getint("ARCHIVE_BATCH_SIZE", 25))
-        self.schedule = tuple(settings.getlist("PRESSARCHIVE_RECHECK_HOURS") or history.RECHECK_HOURS)
-        self.schedule = tuple(float(h) for h in self.schedule)
-        self.pending = []
-        self.entry_fetches: dict[str, list[EntryFetch]] = {}
-        self.db = None
-        self.run_rows = {}
-        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+def run_status(reason: str, entry_ok: int, errors: int) -> str:
+    if reason != "finished":
+        return "interrupted"
+    if entry_ok == 0:
+        return "failed"
+    return "partial" if errors else "ok"
 
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler)
 
-    @property
-    def sources(self):
-        return getattr(self.crawler.spider, "sources", {})
+class ArchiveWriter:
+    """Writes items into one archive file; ``counts`` tallies outcomes per source."""
+
+    def __init__(self, db_path, schedule=history.RECHECK_HOURS, sources=None):
+        self.db = open_archive(db_path)
+        search_index.ensure_search(self.db)
+        self.schedule = schedule
+        self.sources = sources or {}  # id -> Source, for country/kind of new releases
+        self.counts: Counter = Counter()  # (source_id, outcome) -> n
 
     def _count(self, source_id, key):
-        self.crawler.stats.inc_value(f"pressarchive/{source_id}/{key}")
-        self.crawler.stats.inc_value(f"archive/{key}")
+        self.counts[(source_id, key)] += 1
 
-    def open_spider(self):
-        self.db = open_archive(self.db_path)
-        search_index.ensure_search(self.db)
-        started = now_iso()
-        self.run_id = self.crawler.settings.get("PRESSARCHIVE_RUN_ID") or started
+    def start_runs(self, run_id, sources, started) -> dict:
+        """A ``running`` crawl_runs row per source; returns source id -> row id."""
+        rows = {}
         with self.db.conn:
-            for source in self.sources.values():
+            for source in sources:
                 self.db["sources"].upsert(source.as_row(), pk="id")
                 cursor = self.db.execute(
                     "insert into crawl_runs (run_id, source_id, started, status) values (?, ?, ?, 'running')",
-                    [self.run_id, source.id, started],
+                    [run_id, source.id, started],
                 )
-                self.run_rows[source.id] = cursor.lastrowid
-        logger.info("archive: writing to %s (run %s)", self.db_path, self.run_id)
+                rows[source.id] = cursor.lastrowid
+        return rows
 
-    def process_item(self, item):
-        if isinstance(item, EntryFetch):
-            self.entry_fetches.setdefault(item.source_id, []).append(item)
-            return item
-        self.pending.append(item)
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-        return item
-
-    def close_spider(self):
-        self.flush()
-
-    def flush(self):
-        if not self.pending or self.db is None:
-            return
-        items, self.pending = self.pending, []
+    def write(self, items) -> None:
+        """Store a batch of ReleaseItem / ReleaseCheck in one transaction."""
         touched = []
         with self.db.conn:
             for item in items:
@@ -109,7 +93,6 @@ class StorePipeline:
                     touched.append(release_id)
             if touched:
                 search_index.index_releases(self.db, touched)
-        logger.debug("archive: stored a batch of %d items", len(items))
 
     @staticmethod
     def _warc_columns(item: ReleaseItem) -> dict:
@@ -141,7 +124,7 @@ class StorePipeline:
             http_status=item.http_status,
             content_type=item.content_type,
             year=int(item.published[:4]) if item.published else None,
-            summary=item.hints.get("summary"),
+            summary=(item.hints or {}).get("summary"),
             country=source.country if source else None,
             kind=source.kind if source else None,
             last_seen=item.fetched_at,
@@ -168,50 +151,102 @@ class StorePipeline:
         row = self.db.execute("select status from releases where url = ?", [url]).fetchone()
         return row[0] if row else None
 
+    def finish_run(self, run_row: int, source_id: str, counts: dict, status: str, message: str | None,
+                   finished: str, entry_fetches=()) -> None:
+        """Close one crawl_runs row; save entry validators when the source's run was clean."""
+        with self.db.conn:
+            # An attachment can be stored before its release's batch: tie them up now.
+            self.db.execute(
+                "update release_files set release_id = (select id from releases r where r.url = parent_url) "
+                "where release_id is null"
+            )
+            self.db["crawl_runs"].update(run_row, dict(counts, finished=finished, status=status, message=message))
+            if status == "ok":
+                for fetch in entry_fetches:
+                    self._save_validators(fetch)
+        logger.info(
+            "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d removed, %d without text, "
+            "%d errors", source_id, status, counts["requests"], counts["new"], counts["changed"],
+            counts["unchanged"], counts["removed"], counts["empty"], counts["errors"],
+        )
+
+    def _save_validators(self, fetch: EntryFetch):
+        if fetch.http_status == 304:
+            return  # the stored validators are still the right ones
+        self.db["fetch_state"].upsert(
+            {"url": fetch.url, "source_id": fetch.source_id, "role": fetch.role, "etag": fetch.etag,
+             "last_modified": fetch.last_modified, "last_status": fetch.http_status,
+             "last_fetched": fetch.fetched_at},
+            pk="url",
+        )
+
+    def close(self):
+        self.db.close()
+
+
+class StorePipeline:
+    """The crawl's side of the writer: batches items, turns stats into crawl_runs rows."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        settings = crawler.settings
+        self.db_path = settings.get("ARCHIVE_DB")
+        self.batch_size = max(1, settings.getint("ARCHIVE_BATCH_SIZE", 25))
+        hours = settings.getlist("PRESSARCHIVE_RECHECK_HOURS") or history.RECHECK_HOURS
+        self.schedule = tuple(float(h) for h in hours)
+        self.pending = []
+        self.entry_fetches: dict[str, list[EntryFetch]] = {}
+        self.writer = None
+        self.run_rows = {}
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    @property
+    def sources(self):
+        return getattr(self.crawler.spider, "sources", {})
+
+    def open_spider(self):
+        self.writer = ArchiveWriter(self.db_path, self.schedule, self.sources)
+        self.run_id = self.crawler.settings.get("PRESSARCHIVE_RUN_ID") or now_iso()
+        self.run_rows = self.writer.start_runs(self.run_id, self.sources.values(), now_iso())
+        logger.info("archive: writing to %s (run %s)", self.db_path, self.run_id)
+
+    def process_item(self, item):
+        if isinstance(item, EntryFetch):
+            self.entry_fetches.setdefault(item.source_id, []).append(item)
+            return item
+        self.pending.append(item)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+        return item
+
+    def close_spider(self):
+        self.flush()
+
+    def flush(self):
+        if not self.pending or self.writer is None:
+            return
+        items, self.pending = self.pending, []
+        self.writer.write(items)
+        logger.debug("archive: stored a batch of %d items", len(items))
+
     def spider_closed(self, spider, reason):
-        if self.db is None:
+        if self.writer is None:
             return
         self.flush()
         stats = self.crawler.stats
-        finished = now_iso()
-        with self.db.conn:
-            if self.db["release_files"].exists() and "parent_url" in self.db["release_files"].columns_dict:
-                # An attachment can be stored before its release's batch: tie them up now.
-                self.db.execute(
-                    "update release_files set release_id = (select id from releases r where r.url = parent_url) "
-                    "where release_id is null"
-                )
-            for source_id, run_row in self.run_rows.items():
-                counts = {key: stats.get_value(f"pressarchive/{source_id}/{key}", 0) for key in RUN_COUNTS}
-                entry_ok = stats.get_value(f"pressarchive/{source_id}/entry_ok", 0)
-                if reason != "finished":
-                    status = "interrupted"
-                elif entry_ok == 0:
-                    status = "failed"
-                elif counts["errors"]:
-                    status = "partial"
-                else:
-                    status = "ok"
-                    self._save_validators(source_id)
-                message = stats.get_value(f"pressarchive/{source_id}/last_error")
-                if reason != "finished":
-                    message = f"crawl ended early ({reason})" + (f"; {message}" if message else "")
-                self.db["crawl_runs"].update(run_row, dict(counts, finished=finished, status=status, message=message))
-                logger.info(
-                    "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d removed, "
-                    "%d without text, %d errors", source_id, status, counts["requests"], counts["new"],
-                    counts["changed"], counts["unchanged"], counts["removed"], counts["empty"], counts["errors"],
-                )
-        self.db.close()
-        self.db = None
-
-    def _save_validators(self, source_id):
-        for fetch in self.entry_fetches.get(source_id, []):
-            if fetch.http_status == 304:
-                continue  # the stored validators are still the right ones
-            self.db["fetch_state"].upsert(
-                {"url": fetch.url, "source_id": source_id, "role": fetch.role, "etag": fetch.etag,
-                 "last_modified": fetch.last_modified, "last_status": fetch.http_status,
-                 "last_fetched": fetch.fetched_at},
-                pk="url",
-            )
+        for source_id, run_row in self.run_rows.items():
+            counts = {key: stats.get_value(f"pressarchive/{source_id}/{key}", 0) for key in RUN_COUNTS}
+            counts.update({key: self.writer.counts[(source_id, key)]
+                           for key in ("new", "changed", "unchanged", "removed", "restored")})
+            status = run_status(reason, stats.get_value(f"pressarchive/{source_id}/entry_ok", 0), counts["errors"])
+            message = stats.get_value(f"pressarchive/{source_id}/last_error")
+            if reason != "finished":
+                message = f"crawl ended early ({reason})" + (f"; {message}" if message else "")
+            self.writer.finish_run(run_row, source_id, counts, status, message, now_iso(),
+                                   self.entry_fetches.get(source_id, []))
+        self.writer.close()
+        self.writer = None
