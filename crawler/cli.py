@@ -60,7 +60,13 @@ def cli():
 @click.option("--backfill", is_flag=True,
               help="Walk every listing page (up to max_pages), not only up to the first page of known releases.")
 @click.option("--no-warc", is_flag=True, help="Do not write the raw capture (WARC files under warc/ next to the archive).")
-def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backfill, no_warc):
+@click.option("--redis", "redis_url", metavar="URL",
+              help="Run as a distributed worker sharing the frontier in this Redis; items go to `pressarchive ingest`.")
+@click.option("--seed", is_flag=True, help="With --redis: start a new frontier with the sources' start requests.")
+@click.option("--idle-exit", type=float, default=30, show_default=True,
+              help="With --redis: stop after the shared queue has been empty this many seconds (0: never).")
+def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backfill, no_warc, redis_url, seed,
+          idle_exit):
     """Crawl SOURCE_IDS (default: every enabled source) into the archive.
 
     Incremental: only new or changed feed/sitemap entries, listings until a
@@ -76,22 +82,36 @@ def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backf
         selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
     except SourceError as exc:
         fail(str(exc))
+    overrides = {"PRESSARCHIVE_BACKFILL": backfill, "WARC_ENABLED": not no_warc}
+    if seed and not redis_url:
+        fail("--seed needs --redis URL")
+    if redis_url:
+        from crawler.distributed import redis_overrides
+
+        overrides.update(redis_overrides(redis_url, seed, idle_exit))
     code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file,
-                         overrides={"PRESSARCHIVE_BACKFILL": backfill, "WARC_ENABLED": not no_warc})
+                         overrides=overrides, lock=not redis_url)
     sys.exit(code)
 
 
-def crawl_sources(selected, db_path, **options) -> int:
+def crawl_sources(selected, db_path, lock=True, **options) -> int:
+    from contextlib import nullcontext
+
     from crawler.lock import ArchiveLocked, archive_lock
     from crawler.runner import build_settings, run_crawl  # Scrapy import is slow: only when crawling
 
     if db_path.parent and not db_path.parent.exists():
         fail(f"folder of --db does not exist: {db_path.parent}")
+    settings = build_settings(db_path, **options)
     try:
-        with archive_lock(db_path):
-            rows = run_crawl(selected, build_settings(db_path, **options))
+        # A distributed worker does not write the archive (the ingester does): no lock.
+        with archive_lock(db_path) if lock else nullcontext():
+            rows = run_crawl(selected, settings)
     except ArchiveLocked as exc:
         fail(str(exc), EXIT_LOCKED)
+    if settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+        click.echo(f"worker {settings.get('PRESSARCHIVE_WORKER_ID')} done; items are in Redis for `pressarchive ingest`")
+        return 0
     failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
     for row in rows:
         click.echo(
@@ -159,6 +179,7 @@ def _register_optional_commands():
     # Commands whose modules are optional at import time stay out of the way of the others.
     from crawler.export import export_command
     from crawler.health import status_command
+    from crawler.ingest import ingest_command
     from crawler.reextract import reextract_command
     from crawler.serve import serve_command
 
@@ -166,6 +187,7 @@ def _register_optional_commands():
     cli.add_command(export_command)
     cli.add_command(status_command)
     cli.add_command(reextract_command)
+    cli.add_command(ingest_command)
 
 
 _register_optional_commands()

@@ -69,6 +69,21 @@ def parse_date(value: str | None) -> str | None:
     return None
 
 
+_STRICT_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+
+
+def xml_error(body: bytes) -> str | None:
+    """Why ``body`` is not well-formed XML, or None. Feeds and sitemaps are read leniently
+    anyway; this is for the log, so a truncated feed does not go unnoticed."""
+    try:
+        etree.fromstring(body, parser=_STRICT_PARSER)
+    except etree.XMLSyntaxError as exc:
+        return str(exc).splitlines()[0]
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def is_feed(body: bytes) -> bool:
     head = body[:2048].lstrip().lower()
     return b"<rss" in head or b"<feed" in head or b"<rdf:rdf" in head

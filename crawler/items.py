@@ -26,6 +26,7 @@ class ReleaseItem:
     recheck: bool = False  # a known release fetched again
     warc: dict | None = None  # {"file", "offset", "length"} of the raw capture
     parent_url: str | None = None  # set for a document attached to a release page (a linked PDF)
+    lease: str | None = field(default=None, repr=False)  # distributed crawl: the request's lease in Redis
 
     # Filled by pipelines.clean
     title: str | None = None
@@ -56,6 +57,7 @@ class ReleaseCheck:
     fetched_at: str
     http_status: int | None = None
     detail: str | None = None
+    lease: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -69,3 +71,4 @@ class EntryFetch:
     http_status: int
     etag: str | None = None
     last_modified: str | None = None
+    lease: str | None = field(default=None, repr=False)

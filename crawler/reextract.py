@@ -71,6 +71,8 @@ def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dic
             logger.warning("release %s (%s): the current extractor finds %s; archived text kept",
                            row["id"], row["url"], exc)
             continue
+        for note in cleaned.pop("notes", []):
+            logger.warning("release %s (%s): %s", row["id"], row["url"], note)
         values = dict(cleaned, url=row["url"],
                       year=int(cleaned["published"][:4]) if cleaned.get("published") else None)
         outcome, release_id = history.apply_release(db, values, now=now(), change="extraction", at=fetched_at)
@@ -82,7 +84,7 @@ def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dic
             touched.append(release_id)
         else:
             counts["unchanged"] += 1
-    with db.conn:
+    with db.atomic():
         if touched:
             search_index.index_releases(db, touched)
     db.close()

@@ -33,6 +33,8 @@ def build_settings(db_path, contact=None, log_level="INFO", log_file=None, overr
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     settings.set("PRESSARCHIVE_RUN_ID", f"{stamp}-{secrets.token_hex(3)}", priority="cmdline")
     for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and key in settings:
+            value = {**settings.getdict(key), **value}  # add to component dicts, do not replace them
         settings.set(key, value, priority="cmdline")
     return settings
 

@@ -52,8 +52,12 @@ COOKIES_ENABLED = False
 # Raw capture: every response (robots.txt, feeds, sitemaps, listings, releases) into WARC 1.1 files.
 # 950: after the downloader, before HttpCompressionMiddleware (590) decodes the body.
 DOWNLOADER_MIDDLEWARES = {
+    # Refuses loopback/private/link-local targets a page or redirect points at (not the sources' own hosts),
+    # before offsite (50) and robots.txt (100), so no connection is ever made.
+    "crawler.ssrf.SSRFProtectionMiddleware": 40,
     "crawler.warc.WarcCaptureMiddleware": 950,
 }
+SSRF_PROTECTION = True
 WARC_ENABLED = True
 WARC_DIR = ""  # default: a warc/ folder next to ARCHIVE_DB
 WARC_MAX_SIZE = 1_000_000_000
@@ -62,6 +66,9 @@ ITEM_PIPELINES = {
     "pipelines.clean.CleanPipeline": 300,
     "pipelines.store.StorePipeline": 800,
 }
+
+CLEAN_WORKERS = None  # cleaning processes (pipelines/clean.py); None = one per CPU, 0 = in the crawl process
+RELEASE_MAXSIZE = 10 * 1024 * 1024  # a release page is never 50 MB of HTML; sitemaps keep DOWNLOAD_MAXSIZE
 
 ARCHIVE_DB = "archive.db"
 ARCHIVE_BATCH_SIZE = 25

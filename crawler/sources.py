@@ -84,6 +84,16 @@ class Source:
         host = (urlsplit(url).hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self.allowed_domains)
 
+    @classmethod
+    def from_row(cls, row: dict) -> "Source":
+        """Inverse of :meth:`as_row` (lists stored as JSON text)."""
+        values = {k: v for k, v in row.items() if k in KEYS}
+        for key in ("languages", "feeds", "sitemaps", "listings", "allowed_domains"):
+            if isinstance(values.get(key), str):
+                values[key] = json.loads(values[key])
+        values = {k: v for k, v in values.items() if v is not None}
+        return cls(**values)
+
     def as_row(self) -> dict:
         row = asdict(self)
         row.pop("enabled")

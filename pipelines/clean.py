@@ -1,16 +1,37 @@
 """Clean a fetched release: decode, extract text, title, date and language.
 
 Reads ``ReleaseItem.body`` and fills the cleaned fields via
-:func:`pipelines.extraction.extract`. A page that yields no main text is
+:func:`pipelines.extraction.extract` (HTML) or :func:`pipelines.pdf.analyse_pdf`
+(``content_type`` ``application/pdf``). A page that yields no main text is
 dropped with one log line and counted (``pressarchive/<source>/empty``), never
-stored as an empty release.
+stored as an empty release; so is a PDF without a text layer.
+
+Extraction costs 20-50 ms a page and Scrapy's reactor runs on one core, so the
+work runs in a pool of worker processes (``CLEAN_WORKERS``, default: one per
+CPU; 0 = clean on the reactor thread, for debugging). Only the body and a few
+fields cross to a worker; the cleaned fields come back. A worker that dies
+(a crash in lxml, the OOM killer) does not stop the crawl: the pool is
+recreated, the page is tried once more, and a page that kills a worker twice
+is counted as an error. The pool is shut down when the spider closes.
+
+Settings: ``CLEAN_WORKERS``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
+from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from crawler.items import ReleaseItem
@@ -18,49 +39,219 @@ from pipelines import extraction
 
 logger = logging.getLogger(__name__)
 
+PDF_TYPES = ("application/pdf", "application/x-pdf")
+# A headline longer than this is a broken page (a <title> left open swallows the document).
+MAX_TITLE_CHARS = 1000
+# What single-page apps show when scripts do not run; such a page has no release text.
+SCRIPT_ONLY_RE = re.compile(
+    r"(enable|turn on|activate|allow)\s+javascript|javascript\s+(is\s+)?(required|disabled|needed)"
+    r"|requires?\s+javascript|(启用|开启|打开|支持).{0,8}javascript", re.IGNORECASE)
+SCRIPT_ONLY_MAX_WORDS = 40
+# Formats that are never a page, whatever the Content-Type says.
+BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf",
+                b"Rar!", b"\x00\x00\x01\x00", b"RIFF", b"OggS", b"\x7fELF", b"MZ", b"wOFF", b"wOF2", b"\x00\x01\x00\x00")
+CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
+CLEANED = ("title", "text", "published", "date_source", "language", "encoding", "canonical_url",
+           "content_hash", "word_count", "extractor")
+
+
+class NoText(Exception):
+    """The page has nothing to store; ``str()`` says why, for the log line."""
+
+
+def clean_page(body: bytes, url: str, content_type: str | None, http_charset: str | None, fetched_at: str,
+               hints: dict, languages: list[str] | None) -> dict:
+    """Cleaned fields of one page (runs in a worker process); raises NoText for an empty page."""
+    when = datetime.fromisoformat(fetched_at.replace("Z", "+00:00"))
+    if content_type in PDF_TYPES:
+        from pipelines import pdf
+
+        analysed = pdf.analyse_pdf(body, url, fetched_at=when, hints=hints, languages=languages)
+        result, version = analysed.extraction, getattr(pdf, "PDF_EXTRACTOR_VERSION", "pdf")
+        if not analysed.has_text:
+            if analysed.status == "unreadable":
+                raise NoText("PDF that cannot be read")
+            # A scanned (or encrypted, or glyph-only) PDF is a release all the same: kept with
+            # its title and date and the reason it has no text, never as empty text.
+            return {
+                "notes": [f"PDF without usable text ({pdf.TEXT_STATUSES.get(analysed.status, analysed.status)})"],
+                "title": result.title or hints.get("title"), "text": None, "text_status": analysed.status,
+                "pages": analysed.pages, "published": result.published, "date_source": result.date_source,
+                "language": result.language, "encoding": result.encoding, "canonical_url": None,
+                "content_hash": None, "word_count": 0, "extractor": version,
+            }
+    else:
+        if looks_binary(body):
+            raise NoText("binary content (not a web page) served as text")
+        result = extraction.extract(body, url, http_charset=http_charset, fetched_at=when, hints=hints,
+                                    languages=languages)
+        version = extraction.EXTRACTOR_VERSION
+    if not result.text.strip():
+        raise NoText("no main text")
+    words = extraction.word_count(result.text)
+    if words <= SCRIPT_ONLY_MAX_WORDS and SCRIPT_ONLY_RE.search(result.text):
+        raise NoText("JavaScript-only page (no text without running its scripts)")
+    title, notes = result.title or hints.get("title"), []
+    if title and len(title) > MAX_TITLE_CHARS:
+        notes.append(f"title of {len(title)} characters cut to {MAX_TITLE_CHARS}")
+        title = shorten(title, MAX_TITLE_CHARS)
+    return {
+        "notes": notes,
+        "title": title,
+        "text": result.text,
+        "text_status": "text",
+        "pages": analysed.pages if content_type in PDF_TYPES else None,
+        "published": result.published,
+        "date_source": result.date_source,
+        "language": result.language,
+        "encoding": result.encoding,
+        "canonical_url": result.canonical_url,
+        "content_hash": extraction.content_hash(result.text),
+        "word_count": words,
+        "extractor": version,
+    }
+
+
+def looks_binary(body: bytes) -> bool:
+    """An image, archive or executable, or bytes no text encoding produces."""
+    head = body[:4096]
+    if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return False  # a byte-order mark: text (UTF-16 is full of NUL bytes)
+    if head.startswith(BINARY_MAGIC):
+        return True
+    return bool(head) and sum(head.count(bytes([b])) for b in CONTROL_BYTES) > len(head) * 0.05
+
+
+def shorten(text: str, limit: int) -> str:
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…"
+
+
+def _init_worker(parent_pid: int) -> None:
+    # Ctrl-C and systemd's SIGTERM reach the whole process group: the crawl decides
+    # when workers stop (after in-flight pages), not the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The crawl logs one line per page problem; the extractors' own warnings would be noise.
+    logging.getLogger().addHandler(logging.NullHandler())
+    # A crawl killed with SIGKILL cannot shut its pool down: leave with it.
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(crawl_pid: int) -> None:
+    # Our parent is the forkserver, which exits when the crawl dies; a crawl killed
+    # but not yet reaped is a zombie that still answers kill(pid, 0).
+    parent = os.getppid()
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent or not _alive(crawl_pid):
+            os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
 
 class CleanPipeline:
     def __init__(self, crawler):
         self.crawler = crawler
+        workers = crawler.settings.get("CLEAN_WORKERS")
+        self.workers = (os.cpu_count() or 1) if workers in (None, "") else int(workers)
+        self.pool: ProcessPoolExecutor | None = None
+        self.generation = 0  # bumped each time a broken pool is replaced
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
     def from_crawler(cls, crawler):
         return cls(crawler)
+
+    # -- the pool --------------------------------------------------------------
+
+    def _start_pool(self) -> None:
+        # forkserver: workers start from a clean interpreter, not a fork of the
+        # running reactor and its threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["pipelines.extraction"])
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                        initargs=(os.getpid(),))
+        self.generation += 1
+
+    def open_spider(self):
+        if self.workers > 0:
+            self._start_pool()
+
+    def close_spider(self):
+        self._shutdown()
+
+    def spider_closed(self, spider, reason):
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    # -- items -----------------------------------------------------------------
 
     def _languages(self, source_id):
         spider = self.crawler.spider
         source = getattr(spider, "sources", {}).get(source_id)
         return list(source.languages) if source else None
 
-    def process_item(self, item):
+    async def _run(self, item: ReleaseItem, args: tuple) -> dict:
+        if self.workers <= 0:
+            return clean_page(*args)
+        for attempt in (1, 2):
+            if self.pool is None:
+                self._start_pool()
+            generation = self.generation
+            try:
+                return await asyncio.wrap_future(self.pool.submit(clean_page, *args))
+            except BrokenProcessPool:
+                if generation == self.generation and self.pool is not None:  # first to notice: replace it
+                    logger.warning("source '%s': a cleaning worker died while cleaning %s; restarting the pool",
+                                   item.source_id, item.url)
+                    self.pool.shutdown(wait=False, cancel_futures=True)
+                    self.pool = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def process_item(self, item):
         if not isinstance(item, ReleaseItem):
             return item  # checks and fetch records have nothing to clean
-        fetched_at = datetime.fromisoformat(item.fetched_at.replace("Z", "+00:00"))
+        args = (item.body, item.fetched_url, item.content_type, item.http_charset, item.fetched_at,
+                item.hints or {}, self._languages(item.source_id))
         try:
-            result = extraction.extract(
-                item.body,
-                item.fetched_url,
-                http_charset=item.http_charset,
-                fetched_at=fetched_at,
-                hints=item.hints,
-                languages=self._languages(item.source_id),
-            )
-        except Exception as exc:  # one bad page must not stop the crawl
-            self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/errors")
-            logger.error("source '%s': could not clean %s: %s: %s", item.source_id, item.url, type(exc).__name__, exc)
-            raise DropItem(f"extraction failed for {item.url}", log_level="DEBUG") from None
-        if not result.text.strip():
+            cleaned = await self._run(item, args)
+        except NoText as exc:
             self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/empty")
-            logger.warning("source '%s': no main text in %s; not stored", item.source_id, item.url)
-            raise DropItem(f"no main text in {item.url}", log_level="DEBUG")
-        item.title = result.title or item.hints.get("title")
-        item.text = result.text
-        item.published = result.published
-        item.date_source = result.date_source
-        item.language = result.language
-        item.encoding = result.encoding
-        item.canonical_url = result.canonical_url
-        item.content_hash = extraction.content_hash(result.text)
-        item.word_count = extraction.word_count(result.text)
-        item.extractor = extraction.EXTRACTOR_VERSION
+            logger.warning("source '%s': %s in %s; not stored", item.source_id, exc, item.url)
+            raise DropItem(f"{exc} in {item.url}", log_level="DEBUG") from None
+        except BrokenProcessPool:
+            self._error(item, "the cleaning worker crashed twice on this page")
+        except Exception as exc:  # one bad page must not stop the crawl
+            self._error(item, f"{type(exc).__name__}: {exc}")
+        for note in cleaned.pop("notes"):
+            self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/warnings")
+            logger.warning("source '%s': %s in %s; stored", item.source_id, note, item.url)
+        for name, value in cleaned.items():
+            setattr(item, name, value)
         return item
+
+    def _error(self, item, reason: str):
+        self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/errors")
+        logger.error("source '%s': could not clean %s: %s", item.source_id, item.url, reason)
+        raise DropItem(f"extraction failed for {item.url}", log_level="DEBUG")

@@ -141,6 +141,8 @@ CRAWL_RUNS_COLUMNS = {
     "rechecked": int,  # known releases fetched again (schedule, feed or sitemap dates)
     "discovered": int,  # release links seen in feeds, sitemaps and listings (known or not)
     "warc_bytes": int,  # raw capture written for this source
+    "refused": int,  # requests refused because they pointed at private or local addresses
+    "warnings": int,  # pages stored with a problem noted in the log (e.g. a title cut to length)
     "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }

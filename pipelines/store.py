@@ -36,7 +36,7 @@ CLEANED_FIELDS = (
 )
 # Counted by the crawl (stats) and by the writer; together they make a crawl_runs row.
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
-              "not_modified", "rechecked", "discovered", "warc_bytes")
+              "not_modified", "rechecked", "discovered", "warc_bytes", "refused", "warnings")
 
 
 def run_status(reason: str, entry_ok: int, errors: int) -> str:
@@ -63,7 +63,7 @@ class ArchiveWriter:
     def start_runs(self, run_id, sources, started) -> dict:
         """A ``running`` crawl_runs row per source; returns source id -> row id."""
         rows = {}
-        with self.db.conn:
+        with self.db.atomic():
             for source in sources:
                 self.db["sources"].upsert(source.as_row(), pk="id")
                 cursor = self.db.execute(
@@ -76,7 +76,7 @@ class ArchiveWriter:
     def write(self, items) -> None:
         """Store a batch of ReleaseItem / ReleaseCheck in one transaction."""
         touched = []
-        with self.db.conn:
+        with self.db.atomic():
             for item in items:
                 if isinstance(item, ReleaseItem) and item.parent_url:
                     self._store_attachment(item)
@@ -154,7 +154,7 @@ class ArchiveWriter:
     def finish_run(self, run_row: int, source_id: str, counts: dict, status: str, message: str | None,
                    finished: str, entry_fetches=()) -> None:
         """Close one crawl_runs row; save entry validators when the source's run was clean."""
-        with self.db.conn:
+        with self.db.atomic():
             # An attachment can be stored before its release's batch: tie them up now.
             self.db.execute(
                 "update release_files set release_id = (select id from releases r where r.url = parent_url) "

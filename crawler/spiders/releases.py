@@ -35,6 +35,7 @@ from crawler import discovery
 from crawler.clock import now_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.logs import install_filters
+from crawler.ssrf import RefusedAddress
 from crawler.sources import load_sources, select_sources
 from crawler.state import SourceState, load_state
 from crawler.urls import normalise_url
@@ -70,6 +71,8 @@ class ReleasesSpider(scrapy.Spider):
         install_filters()
         crawler.settings.set("DOWNLOAD_SLOTS", spider._download_slots(crawler.settings), priority="spider")
         crawler.signals.connect(spider._count_request, signal=signals.request_reached_downloader)
+        crawler.signals.connect(spider._dropped, signal=signals.request_dropped)
+        spider.release_maxsize = crawler.settings.getint("RELEASE_MAXSIZE", 0)
         spider.backfill = crawler.settings.getbool("PRESSARCHIVE_BACKFILL")
         spider.follow_pdfs = crawler.settings.getbool("PRESSARCHIVE_FOLLOW_PDFS", True)
         spider.state = load_state(
@@ -100,6 +103,19 @@ class ReleasesSpider(scrapy.Spider):
         if source_id:
             self._stat(source_id, "requests")
 
+    def _dropped(self, request, spider=None):
+        """A redirect the duplicate filter dropped: a loop, or a page this run already fetched."""
+        source_id, chain = request.meta.get("source_id"), request.meta.get("redirect_urls")
+        if not source_id or not chain:
+            return
+        if request.url in chain:
+            self._stat(source_id, "errors")
+            logger.error("source '%s': redirect loop at %s (%s); not stored", source_id, chain[0],
+                         " -> ".join([*chain, request.url]))
+        else:
+            logger.info("source '%s': %s redirects to %s, already fetched in this run", source_id, chain[0],
+                        request.url)
+
     def _deep(self, source) -> bool:
         """Walk every listing page: asked for, or the last run of this source did not finish."""
         return self.backfill or not self.state[source.id].complete
@@ -128,6 +144,8 @@ class ReleasesSpider(scrapy.Spider):
             return None
         self.requested.add(url)
         meta = {"hints": hints or {}}
+        if self.release_maxsize:
+            meta["download_maxsize"] = self.release_maxsize  # a release is never 50 MB of HTML
         if recheck is not None:
             meta.update(recheck=True, handle_httpstatus_list=list(GONE))
             self._stat(source.id, "rechecked")
@@ -140,7 +158,11 @@ class ReleasesSpider(scrapy.Spider):
         request = failure.request
         source_id = request.meta.get("source_id", "?")
         role = request.meta.get("role", "page")
-        if failure.check(IgnoreRequest) and not failure.check(HttpError):
+        if failure.check(RefusedAddress):
+            return  # crawler.ssrf logged it and counted it
+        polite = failure.check(IgnoreRequest) and not failure.check(HttpError) and any(
+            word in failure.getErrorMessage() for word in ("robots.txt", "offsite", "uplicate"))
+        if polite:
             # robots.txt said no, or an offsite/duplicate filter: polite, not broken.
             self._stat(source_id, "ignored")
             logger.info("source '%s': skipped %s %s (%s)", source_id, role, request.url, failure.getErrorMessage())
@@ -163,6 +185,12 @@ class ReleasesSpider(scrapy.Spider):
     # -- discovery ---------------------------------------------------------
 
     async def start(self):
+        if self.settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+            if not self.settings.getbool("PRESSARCHIVE_SEED"):
+                return  # a worker only takes requests from the shared queue
+            from crawler.distributed import connect, reset_frontier
+
+            reset_frontier(connect(self.settings.get("REDIS_URL")), self.name)
         for source in self.sources.values():
             for url, etag, modified in self.state[source.id].due:
                 request = self._release_request(url, source, recheck=(etag, modified))
@@ -192,6 +220,13 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "not_modified")
         return fetched
 
+    def _warn_malformed(self, source, role, url, body):
+        problem = discovery.xml_error(body)
+        if problem:
+            self._stat(source.id, "warnings")
+            logger.warning("source '%s': %s %s is not well-formed XML (%s); read what could be read",
+                           source.id, role, url, problem)
+
     def _keep(self, source, url) -> bool:
         return source.allows(url) and bool(source.article_re.search(url))
 
@@ -208,6 +243,7 @@ class ReleasesSpider(scrapy.Spider):
         yield self._entry_fetched(response, source)
         if response.status == 304:
             return
+        self._warn_malformed(source, "feed", response.url, response.body)
         for entry in discovery.parse_feed(response.body, response.url):
             if not self._keep(source, entry.url):
                 continue
@@ -248,6 +284,8 @@ class ReleasesSpider(scrapy.Spider):
                 logger.error("source '%s': sitemap %s is not valid gzip: %s", source.id, response.url, exc)
                 return
         sitemap = discovery.parse_sitemap(body)
+        if sitemap is not None:
+            self._warn_malformed(source, "sitemap", response.url, body)
         if sitemap is None:
             self._stat(source.id, "errors")
             self._stat(source.id, "entry_errors")
@@ -333,7 +371,10 @@ class ReleasesSpider(scrapy.Spider):
         yield item
         if item.content_type != PDF_TYPE and not recheck and self.follow_pdfs:
             # "Full statement (PDF)": fetched once, when the release is new, and attached to it.
-            for link in pdf.pdf_links(response):
+            # pdf_links parses the whole page on the reactor thread: only when a PDF may be linked.
+            body = response.body.lower()
+            links = pdf.pdf_links(response) if b".pdf" in body or b"application/pdf" in body else []
+            for link in links:
                 if source.allows(link) and not self._keep(source, link) and link not in self.requested:
                     self.requested.add(link)
                     yield self._request(link, source, "attachment", self.parse_attachment, RELEASE_PRIORITY,

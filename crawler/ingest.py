@@ -1,0 +1,148 @@
+"""``pressarchive ingest``: the single writer of a distributed crawl.
+
+Workers (``crawl --redis URL``) push cleaned items to a Redis list; this
+command moves them, a batch at a time, to a ``processing`` list (Redis
+``LMOVE``), stores them with the same writer as a local crawl (upserts,
+versions, removals, search index), and only then drops the batch. Killed at
+any moment, it loses nothing: on restart it first stores whatever is left in
+``processing`` (storing an item twice is harmless: the second time it is
+"unchanged"). Counts go to ``crawl_runs`` as they are stored; a worker's
+``run_finished`` message closes its rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from crawler.distributed import ITEMS_KEY, PROCESSING_KEY, connect
+from crawler.items import EntryFetch
+from crawler.sources import Source
+from pipelines.queue import decode
+from pipelines.store import RUN_COUNTS, ArchiveWriter, run_status
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("new", "changed", "unchanged", "removed", "restored")
+
+
+class Ingester:
+    def __init__(self, url: str, db_path: Path):
+        self.server = connect(url)
+        self.writer = ArchiveWriter(db_path)
+        self.entries: dict[tuple[str, str], list[EntryFetch]] = {}
+        self.stored = 0
+
+    def take_batch(self, size: int) -> list[bytes]:
+        leftover = self.server.lrange(PROCESSING_KEY, 0, -1)
+        if leftover:
+            return leftover  # a previous ingester took these and may not have stored them
+        first = self.server.blmove(ITEMS_KEY, PROCESSING_KEY, 1, "LEFT", "RIGHT")
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < size:
+            message = self.server.lmove(ITEMS_KEY, PROCESSING_KEY, "LEFT", "RIGHT")
+            if message is None:
+                break
+            batch.append(message)
+        return batch
+
+    def store(self, messages: list[bytes]) -> None:
+        items: list[tuple[str, object]] = []
+        for message in messages:
+            kind, run_id, payload = decode(message)
+            if kind in ("release", "check"):
+                items.append((run_id, payload))
+                continue
+            self._store_items(items)
+            items = []
+            if kind == "entry":
+                self.entries.setdefault((run_id, payload.source_id), []).append(payload)
+            elif kind == "run_started":
+                self._start_run(run_id, payload)
+            elif kind == "run_finished":
+                self._finish_run(run_id, payload)
+        self._store_items(items)
+
+    def _store_items(self, items) -> None:
+        by_run: dict[str, list] = {}
+        for run_id, item in items:
+            by_run.setdefault(run_id, []).append(item)
+        for run_id, group in by_run.items():
+            before = Counter(self.writer.counts)
+            self.writer.write(group)
+            delta = self.writer.counts - before
+            with self.writer.db.atomic():
+                for (source_id, outcome), n in delta.items():
+                    if outcome in OUTCOMES:
+                        self.writer.db.execute(
+                            f"update crawl_runs set [{outcome}] = coalesce([{outcome}], 0) + ? "
+                            "where run_id = ? and source_id = ?", [n, run_id, source_id],
+                        )
+            self.stored += len(group)
+
+    def _start_run(self, run_id, payload) -> None:
+        exists = self.writer.db.execute("select 1 from crawl_runs where run_id = ?", [run_id]).fetchone()
+        if exists:
+            return
+        sources = [Source.from_row(row) for row in payload["sources"]]
+        self.writer.sources.update({s.id: s for s in sources})
+        self.writer.start_runs(run_id, sources, payload["started"])
+
+    def _finish_run(self, run_id, payload) -> None:
+        rows = dict(self.writer.db.execute(
+            "select source_id, id from crawl_runs where run_id = ?", [run_id]).fetchall())
+        for source_id, stats in payload["sources"].items():
+            if source_id not in rows:
+                continue
+            stored = self.writer.db["crawl_runs"].get(rows[source_id])
+            counts = {key: stats.get(key) or stored.get(key) or 0 for key in RUN_COUNTS}
+            for key in OUTCOMES:
+                counts[key] = stored.get(key) or 0
+            # Only the seeding worker fetches entry points; the others cannot fail at them.
+            entry_ok = stats.get("entry_ok", 0) if payload.get("seed", True) else 1
+            status = run_status(payload["reason"], entry_ok, counts["errors"])
+            message = stats.get("last_error")
+            self.writer.finish_run(rows[source_id], source_id, counts, status, message, payload["finished"],
+                                   self.entries.pop((run_id, source_id), []))
+
+    def run(self, idle_exit: float, batch: int = 200) -> int:
+        idle_since = time.monotonic()
+        while True:
+            messages = self.take_batch(batch)
+            if not messages:
+                if idle_exit and time.monotonic() - idle_since >= idle_exit:
+                    return self.stored
+                continue
+            self.store(messages)
+            self.server.delete(PROCESSING_KEY)  # stored and committed: the batch can go
+            idle_since = time.monotonic()
+
+
+@click.command("ingest")
+@click.option("--redis", "redis_url", required=True, metavar="URL", help="Redis URL the workers push items to.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("archive.db"),
+              show_default=True, help="SQLite archive file (created if missing).")
+@click.option("--idle-exit", type=float, default=0, show_default=True,
+              help="Stop after this many seconds without items (0: run until stopped).")
+@click.option("--batch", type=int, default=200, show_default=True, help="Items stored per transaction.")
+def ingest_command(redis_url, db_path, idle_exit, batch):
+    """Store what distributed workers (`crawl --redis URL`) crawled: the archive's single writer."""
+    import redis
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
+    try:
+        ingester = Ingester(redis_url, db_path)
+        ingester.server.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
+    try:
+        stored = ingester.run(idle_exit, batch)
+    except KeyboardInterrupt:
+        stored = ingester.stored
+    click.echo(f"ingested {stored} items into {db_path}")

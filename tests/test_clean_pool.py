@@ -1,0 +1,81 @@
+"""The cleaning pool: pages cleaned in worker processes; a dead worker does not stop the crawl."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+from scrapy.exceptions import DropItem
+from scrapy.settings import Settings
+from scrapy.signalmanager import SignalManager
+from scrapy.statscollectors import MemoryStatsCollector
+
+from crawler.items import EntryFetch, ReleaseItem
+from pipelines.clean import CleanPipeline
+
+PAGE = ("<html lang='en'><head><title>Statement on trade - Ministry</title></head><body><main>"
+        "<h1>Statement on trade</h1>" + "<p>The minister today welcomed the agreement on trade and "
+        "investment between the two countries and thanked the negotiators for their work.</p>" * 4
+        + "</main></body></html>").encode()
+
+
+class Crawler:
+    def __init__(self, workers):
+        self.settings = Settings({"CLEAN_WORKERS": workers})
+        self.signals = SignalManager()
+        self.stats = MemoryStatsCollector(self)
+        self.spider = None
+
+
+def item(body=PAGE, url="http://gov.example/news/a.html", content_type="text/html"):
+    return ReleaseItem(source_id="s", url=url, fetched_url=url, http_status=200, content_type=content_type,
+                       http_charset=None, fetched_at="2024-03-01T12:00:00Z", body=body)
+
+
+@pytest.fixture(params=[2, 0], ids=["pool", "inline"])
+def pipeline(request):
+    pipe = CleanPipeline(Crawler(request.param))
+    pipe.open_spider()
+    yield pipe
+    pipe.close_spider()
+    assert pipe.pool is None
+
+
+def test_cleans_and_passes_other_items_through(pipeline):
+    cleaned = asyncio.run(pipeline.process_item(item()))
+    assert cleaned.title == "Statement on trade" and "welcomed the agreement" in cleaned.text
+    assert len(cleaned.content_hash) == 64 and cleaned.word_count > 20 and cleaned.extractor
+    fetch = EntryFetch("s", "http://gov.example/feed", "feed", "2024-03-01T12:00:00Z", 200)
+    assert asyncio.run(pipeline.process_item(fetch)) is fetch
+
+
+def test_empty_and_binary_pages_are_dropped_and_counted(pipeline):
+    for body in (b"", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8):
+        with pytest.raises(DropItem):
+            asyncio.run(pipeline.process_item(item(body)))
+    assert pipeline.crawler.stats.get_value("pressarchive/s/empty") == 2
+
+
+def test_a_dead_worker_restarts_the_pool_and_the_page_is_retried():
+    pipe = CleanPipeline(Crawler(2))
+    pipe.open_spider()
+
+    async def clean_while_killing():
+        first = asyncio.ensure_future(pipe.process_item(item()))
+        await asyncio.sleep(0)  # submitted: the pool spawns its workers
+        while not pipe.pool._processes:
+            await asyncio.sleep(0.01)
+        for pid in list(pipe.pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        return await first
+
+    try:
+        cleaned = asyncio.run(clean_while_killing())
+        assert "welcomed the agreement" in cleaned.text
+        assert pipe.generation == 2  # the broken pool was replaced once
+        again = asyncio.run(pipe.process_item(item(url="http://gov.example/news/b.html")))
+        assert again.text
+    finally:
+        pipe.close_spider()
