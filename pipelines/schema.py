@@ -167,8 +167,14 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     _ensure_table(db, "sources", SOURCES_COLUMNS, "id")
     releases = _ensure_table(db, "releases", RELEASES_COLUMNS, "id")
     releases.create_index(["url"], unique=True, if_not_exists=True)
-    releases.create_index(["source_id", "published"], if_not_exists=True)
-    releases.create_index(["published"], if_not_exists=True)
+    # Newest-first indexes with id ascending inside a date: Datasette 0.65 sorts the first page of
+    # "published desc" without a tie-breaker and later pages by (published desc, id), so the scan
+    # order must already be that, or "stream all rows" repeats and skips releases of the same day.
+    db.execute("drop index if exists idx_releases_published")
+    db.execute("drop index if exists idx_releases_source_id_published")
+    db.execute("create index if not exists idx_releases_published_desc on releases (published desc, id)")
+    db.execute("create index if not exists idx_releases_source_published_desc "
+               "on releases (source_id, published desc, id)")
     releases.create_index(["content_hash"], if_not_exists=True)
     releases.create_index(["source_id", "next_check"], if_not_exists=True)
     runs = _ensure_table(db, "crawl_runs", CRAWL_RUNS_COLUMNS, "id")

@@ -48,6 +48,7 @@ FTS_TABLE = "releases_fts"
 ROWS_TABLE = "releases_fts_rows"
 PENDING_TABLE = "releases_fts_pending"
 HELPER_TABLES = (FTS_TABLE, ROWS_TABLE, PENDING_TABLE)
+TRIGGERS = ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert")
 
 # Facet columns mirrored as tokens in the ``tags`` column.
 TAG_COLUMNS = ("source_id", "country", "kind", "language", "year")
@@ -177,7 +178,8 @@ def tags_query(filters: dict) -> str | None:
 def fts_rowid(release_id: int, published) -> int:
     """FTS rowid: newest first when read in descending order."""
     digits = re.sub(r"\D", "", str(published or ""))[:8]
-    day = int(digits) if len(digits) == 8 else 0
+    # "2024" and "2024-05" sort at the start of their year or month.
+    day = int(digits.ljust(8, "0")) if len(digits) in (4, 6, 8) else 0
     return day * ID_BITS + int(release_id)
 
 
@@ -222,26 +224,22 @@ def _create(db: sqlite_utils.Database) -> None:
     # "insert or replace" would override the trigger's conflict clause.)
     save = f"insert into {PENDING_TABLE} (release_id, {columns})"
     not_saved = f"not exists (select 1 from {PENDING_TABLE} where release_id = old.id)"
-    db.executescript(
-        f"""
-        create trigger if not exists releases_fts_on_update
-        after update of {columns} on releases when {changed}
-        begin {save} select old.id, {old} where {not_saved}; end;
-        create trigger if not exists releases_fts_on_delete
-        before delete on releases
-        begin {save} select old.id, {old} where {not_saved}; end;
-        -- INSERT OR REPLACE deletes the old row without firing delete triggers
-        create trigger if not exists releases_fts_on_insert
-        before insert on releases
-        begin {save} select id, {columns} from releases
-              where (id = new.id or url = new.url)
-              and id not in (select release_id from {PENDING_TABLE}); end;
-        """
-    )
+    triggers = {
+        "releases_fts_on_update": f"after update of {columns} on releases when {changed} "
+        f"begin {save} select old.id, {old} where {not_saved}; end",
+        "releases_fts_on_delete": "before delete on releases "
+        f"begin {save} select old.id, {old} where {not_saved}; end",
+        # INSERT OR REPLACE deletes the old row without firing delete triggers.
+        "releases_fts_on_insert": "before insert on releases "
+        f"begin {save} select id, {columns} from releases where (id = new.id or url = new.url) "
+        f"and id not in (select release_id from {PENDING_TABLE}); end",
+    }
+    for name, body in triggers.items():
+        db.execute(f"create trigger if not exists {name} {body}")
 
 
 def _drop(db: sqlite_utils.Database) -> None:
-    for trigger in ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert"):
+    for trigger in TRIGGERS:
         db.execute(f"drop trigger if exists {trigger}")
     for table in HELPER_TABLES:
         db.execute(f"drop table if exists {table}")
@@ -263,7 +261,7 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
     from pipelines.schema import ensure_schema  # the releases table must exist
 
     ensure_schema(db)
-    with db.conn:
+    with db.atomic():
         if _version(db) != SEARCH_VERSION:
             if db[FTS_TABLE].exists():
                 logger.info("search index format changed: rebuilding")
@@ -272,13 +270,17 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
         db["_pressarchive"].insert(
             {"key": "search_version", "value": SEARCH_VERSION}, pk="key", replace=True
         )
+    # Facet counts on the unfiltered releases page scan these instead of the
+    # (wide) rows; source_id is covered by schema's (source_id, published).
+    for column in ("country", "kind", "language", "year"):
+        db["releases"].create_index([column], if_not_exists=True)
     missing_sql = (
         f"select id from releases where id not in (select release_id from {ROWS_TABLE}) "
         f"union select release_id from {PENDING_TABLE}"
     )
     ids = [row[0] for row in db.execute(missing_sql)]
     for start in range(0, len(ids), batch):
-        with db.conn:
+        with db.atomic():
             index_releases(db, ids[start : start + batch])
     if ids:
         logger.info("search index: indexed %d releases", len(ids))

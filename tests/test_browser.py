@@ -118,3 +118,12 @@ def test_search_box_in_english_and_chinese(server, browser, tmp_path):
     shot = tmp_path / "search-chinese.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_ranked_search_highlights_matches(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/archive/search?q=%E7%BD%91%E7%BB%9C")  # 网络
+    marks = browser.find_elements(By.CSS_SELECTOR, "span.snippet mark")
+    assert [mark.text for mark in marks] == ["网络"]
+    browser.save_screenshot(str(tmp_path / "ranked-search.png"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 import json
 import os
 import resource
@@ -316,7 +317,8 @@ def test_manifest_hashes_and_counts_verify(archive, tmp_path):
     folder = export(archive, tmp_path / "exports")
     manifest = json.loads((folder / "manifest.json").read_text())
     names = {f["name"] for f in manifest["files"]}
-    assert names == {"releases.csv", "sources.csv", "crawl_runs.csv", "README.md"}
+    assert names == {"releases.csv", "sources.csv", "crawl_runs.csv", "release_versions.csv", "removals.csv",
+                     "README.md"}
     for entry in manifest["files"]:
         data = (folder / entry["name"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
@@ -336,15 +338,16 @@ def test_manifest_hashes_and_counts_verify(archive, tmp_path):
 
 def test_side_tables_exported_when_present_and_filtered(archive, tmp_path):
     db = open_archive(archive)
+    db["release_versions"].delete_where()  # open_archive gave every release its version 1
     db["release_versions"].insert_all(
-        [{"id": 1, "release_id": 2, "text": "旧版本"}, {"id": 2, "release_id": 1, "text": "old"}], pk="id"
+        [{"release_id": 2, "version": 1, "text": "旧版本"}, {"release_id": 1, "version": 1, "text": "old"}]
     )
-    db["removals"].insert_all([{"id": 1, "source_id": "gov-cn", "url": "https://x/gone"},
-                               {"id": 2, "source_id": "gov-uk", "url": "https://y/gone"}], pk="id")
+    db["removals"].insert_all([{"release_id": 2, "event": "removed", "detail": "HTTP 404"},
+                               {"release_id": 1, "event": "removed", "detail": "HTTP 410"}])
     db.close()
     folder = export(archive, tmp_path / "exports", "--source", "gov-cn")
     assert [r["text"] for r in read_csv(folder / "release_versions.csv")[1]] == ["旧版本"]
-    assert [r["url"] for r in read_csv(folder / "removals.csv")[1]] == ["https://x/gone"]
+    assert [r["detail"] for r in read_csv(folder / "removals.csv")[1]] == ["HTTP 404"]
 
 
 # --- interrupted exports ----------------------------------------------------------
@@ -435,7 +438,7 @@ def datasette_csv(archive: Path, query: str) -> tuple[int, str]:
 
     async def fetch():
         if make_datasette is not None:
-            ds = make_datasette([str(archive)])
+            ds = make_datasette(str(archive))
         else:
             from datasette.app import Datasette
 
@@ -448,19 +451,21 @@ def datasette_csv(archive: Path, query: str) -> tuple[int, str]:
 
 
 def test_datasette_csv_streams_filtered_view_and_search(archive):
+    from pipelines import search_index
+
     db = open_archive(archive)
-    db["releases"].enable_fts(["title", "text"], create_triggers=True)
+    search_index.ensure_search(db)
     db.close()
 
     status, body = datasette_csv(archive, "source_id=gov-au&_stream=on")
     assert status == 200
-    rows = list(csv.DictReader(body.splitlines(keepends=True)))
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
     assert len(rows) == BULK_ROWS and {r["source_id"] for r in rows} == {"gov-au"}
 
     status, body = datasette_csv(archive, "_search=climate&_stream=on")
     assert status == 200
-    assert len(list(csv.DictReader(body.splitlines(keepends=True)))) == BULK_ROWS
+    assert len(list(csv.DictReader(io.StringIO(body, newline="")))) == BULK_ROWS
 
     status, body = datasette_csv(archive, "source_id=gov-cn&_stream=on")
-    rows = {r["id"]: r for r in csv.DictReader(body.splitlines(keepends=True))}
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(body, newline=""))}
     assert rows["2"]["text"] == TRICKY[1][4]

@@ -32,7 +32,7 @@ from pipelines.search_index import (
     tags_query,
 )
 
-SEARCH_LIMIT = 1000  # matches listed by the table view, newest first
+SEARCH_LIMIT = 500  # matches listed by the table view, newest first
 NO_MATCH = 'tags : "tnothing"'  # a valid MATCH expression that finds nothing
 MARK_START, MARK_END = "\u27e6", "\u27e7"  # ⟦ ⟧: plain text, safe in JSON
 SNIPPET_CHARS = 240
