@@ -145,3 +145,33 @@ def test_killed_worker_and_killed_ingester_lose_nothing(tmp_path, redis_url, slo
     urls = [r["url"] for r in db["releases"].rows]
     assert sorted(urls) == expected_urls and len(urls) == len(set(urls))
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_per_host_delay_holds_across_workers(tmp_path, redis_url, site_server):
+    site = site_server("feed_site")
+    sources = tmp_path / "sources.toml"
+    sources.write_text(f"""[[sources]]
+id = "polite"
+name = "Polite"
+country = "CA"
+kind = "head_of_government"
+languages = ["en"]
+feeds = ["{site.base_url}/en/news.rss", "{site.base_url}/en/news.atom"]
+article_pattern = '/en/news/'
+delay = 0.6
+""")
+    work = tmp_path / "dist"
+    work.mkdir()
+    common = ["--sources", str(sources), "--redis", redis_url, "--idle-exit", "3"]
+    ingester = start(["ingest", "--redis", redis_url, "--db", "dist.db", "--idle-exit", "10"], work, work / "i.log")
+    w1 = start(["crawl", *common, "--seed", "--db", "w1.db"], work, work / "w1.log")
+    w2 = start(["crawl", *common, "--db", "w2.db"], work, work / "w2.log")
+    for proc in (w1, w2, ingester):
+        assert proc.wait(180) == 0
+    # robots.txt is fetched by each worker for itself; every other request waits for the host's turn.
+    times = sorted(r.received for r in site.requests if r.path != "/robots.txt")
+    assert len(times) >= 5
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.55, gaps
+    db = sqlite_utils.Database(work / "dist.db")
+    assert db["releases"].count >= 3

@@ -96,6 +96,7 @@ class RequestRecord(str):
     method: str
     status: int
     headers: dict
+    received: float = 0.0
 
     def __new__(cls, path: str, method: str = "GET", status: int = 0, headers: dict | None = None):
         record = super().__new__(cls, path)
@@ -332,9 +333,12 @@ def _make_handler(site: SiteServer):
             self._serve(send_body=False)
 
         def _serve(self, send_body: bool):
+            received = time.monotonic()
             answer = site.answer(self.command, self.path, self.headers)
             sent = {h: self.headers[h] for h in RECORDED_HEADERS if self.headers.get(h) is not None}
-            site._record(RequestRecord(self.path, self.command, answer.status, sent))
+            record = RequestRecord(self.path, self.command, answer.status, sent)
+            record.received = received  # monotonic arrival time, for politeness checks
+            site._record(record)
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
