@@ -36,3 +36,12 @@ def normalise_url(url: str) -> str:
         # Re-encode only when something was dropped, so ordinary URLs keep their exact bytes.
         query = urlencode(kept, doseq=True)
     return urlunsplit((scheme, host, path, query, ""))
+
+
+def scheme_twin(url: str) -> str:
+    """The same URL under the other scheme: sites link one release as http and https."""
+    if url.startswith("https://"):
+        return "http://" + url[len("https://"):]
+    if url.startswith("http://"):
+        return "https://" + url[len("http://"):]
+    return url

@@ -21,6 +21,7 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from crawler.clock import iso, parse_iso
+from crawler.urls import scheme_twin
 
 # Hours after first_seen at which a release is fetched again; after the last
 # step it is rechecked every RECHECK_OLD_DAYS days.
@@ -91,9 +92,10 @@ def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
     (``last_checked``, ``next_check``) is left alone.
     """
     refetched = "last_seen" in values
+    # One release linked as http and as https is one row, under the URL first seen.
     row = db.execute(
-        "select id, title, text, version_count, status, first_seen from releases where url = ?",
-        [values["url"]],
+        "select id, title, text, version_count, status, first_seen from releases where url in (?, ?) "
+        "order by id limit 1", [values["url"], scheme_twin(values["url"])],
     ).fetchone()
     at = at or values["last_seen"]
     if row is None:
@@ -135,7 +137,8 @@ def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
 def apply_check(db, url: str, *, outcome: str, at: str, now: datetime, http_status: int | None = None,
                 detail: str | None = None, schedule=RECHECK_HOURS) -> tuple[str, int | None]:
     """Record a recheck that did not produce a page: ``not_modified`` or ``removed``."""
-    row = db.execute("select id, status, first_seen from releases where url = ?", [url]).fetchone()
+    row = db.execute("select id, status, first_seen from releases where url in (?, ?) order by id limit 1",
+                     [url, scheme_twin(url)]).fetchone()
     if row is None:
         return "unknown", None
     release_id, status, first_seen = row

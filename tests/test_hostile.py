@@ -279,9 +279,23 @@ def test_url_variants_normalise_to_one_key():
         assert normalise_url(variant) == key
 
 
-@pytest.mark.xfail(strict=True, reason="one release under http and https: see the proposed spider/history patch")
-def test_http_and_https_are_one_release():
-    assert normalise_url("https://gov.example/news/r/a.html") == normalise_url("http://gov.example/news/r/a.html")
+def test_http_and_https_are_one_release(tmp_path):
+    from crawler.clock import parse_iso
+    from pipelines import history
+    from pipelines.schema import open_archive
+
+    db = open_archive(tmp_path / "a.db")
+    base = {"title": "Statement", "text": "The same statement.", "source_id": "s"}
+    when = parse_iso("2024-01-01T00:00:00Z")
+    first = history.apply_release(db, dict(base, url="http://gov.example/news/r/a.html",
+                                            last_seen="2024-01-01T00:00:00Z"), now=when)
+    again = history.apply_release(db, dict(base, url="https://gov.example/news/r/a.html",
+                                            last_seen="2024-01-01T01:00:00Z"), now=when)
+    assert first == ("new", 1) and again == ("unchanged", 1)
+    assert [r["url"] for r in db["releases"].rows] == ["http://gov.example/news/r/a.html"]
+    gone = history.apply_check(db, "https://gov.example/news/r/a.html", outcome="removed",
+                               at="2024-01-02T00:00:00Z", now=when, http_status=404)
+    assert gone == ("removed", 1)
 
 
 # -- feeds and sitemaps ---------------------------------------------------------------------------------

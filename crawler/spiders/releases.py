@@ -38,7 +38,7 @@ from crawler.logs import install_filters
 from crawler.ssrf import RefusedAddress
 from crawler.sources import load_sources, select_sources
 from crawler.state import SourceState, load_state
-from crawler.urls import normalise_url
+from crawler.urls import normalise_url, scheme_twin
 from pipelines import pdf
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class ReleasesSpider(scrapy.Spider):
     def _release_request(self, url, source, hints=None, recheck=None):
         """A request for a release page; ``recheck`` = (etag, last_modified) of a known release."""
         url = normalise_url(url)
-        if url in self.requested:
+        if url in self.requested or scheme_twin(url) in self.requested:
             return None
         self.requested.add(url)
         meta = {"hints": hints or {}}
@@ -231,7 +231,8 @@ class ReleasesSpider(scrapy.Spider):
         return source.allows(url) and bool(source.article_re.search(url))
 
     def _known_since(self, source, url) -> str | None:
-        return self.state[source.id].known.get(normalise_url(url))
+        known, url = self.state[source.id].known, normalise_url(url)
+        return known.get(url) or known.get(scheme_twin(url))
 
     def parse_feed(self, response):
         source = self._source(response)
