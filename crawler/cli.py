@@ -123,11 +123,14 @@ def crawl_sources(selected, db_path, lock=True, **options) -> int:
     return EXIT_SOURCE_FAILED if failed or not rows else 0
 
 
-@cli.command("sources")
+@cli.group("sources", invoke_without_command=True)
 @sources_option
 @click.option("--json", "as_json", is_flag=True, help="Print the validated registry as JSON lines.")
-def sources_command(sources_file, as_json):
-    """List and validate the source registry."""
+@click.pass_context
+def sources_command(ctx, sources_file, as_json):
+    """List and validate the source registry (`sources check` tries the sources live)."""
+    if ctx.invoked_subcommand:
+        return
     registry = load_registry(sources_file)
     for source in registry:
         if as_json:
@@ -135,10 +138,78 @@ def sources_command(sources_file, as_json):
         else:
             state = "" if source.enabled else "  [disabled]"
             click.echo(
-                f"{source.id:<28} {source.kind:<18} {source.country:<3} {','.join(source.languages):<6} {source.name}{state}"
+                f"{source.id:<28} {source.kind:<18} {source.country:<4} {','.join(source.languages):<6} {source.name}{state}"
             )
     if not as_json:
         click.echo(f"{len(registry)} sources OK ({sources_file or bundled_catalogue()})", err=True)
+
+
+@sources_command.command("check")
+@click.argument("source_ids", nargs=-1)
+@sources_option
+@click.option("--contact", metavar="URL", envvar="PRESSARCHIVE_CONTACT", help="Contact URL for the User-Agent.")
+def sources_check(source_ids, sources_file, contact):
+    """Fetch each source's discovery endpoints for real and fetch one sample release.
+
+    Reports per source: reachable, releases discovered, newest date, and the
+    sample's title, date and text length. Exit code 1 when a source looks
+    broken (unreachable, nothing discovered, or a sample without text): run it
+    weekly to learn that a government redesigned its site. Nothing is written
+    to your archive.
+    """
+    import tempfile
+
+    from crawler.runner import build_settings, run_crawl
+
+    registry = load_registry(sources_file)
+    try:
+        selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
+    except SourceError as exc:
+        fail(str(exc))
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "check.db"
+        settings = build_settings(db_path, contact=contact, log_level="ERROR",
+                                  overrides={"PRESSARCHIVE_CHECK": True, "WARC_ENABLED": False})
+        runs = {row["source_id"]: row for row in run_crawl(selected, settings)}
+        broken = 0
+        import sqlite_utils
+
+        db = sqlite_utils.Database(db_path) if db_path.exists() else None
+        for source in selected:
+            run = runs.get(source.id)
+            sample = None
+            if db is not None:
+                sample = next(db.query("select title, published, text, text_status from releases "
+                                       "where source_id = ? order by id limit 1", [source.id]), None)
+            problem = _check_problem(run, sample)
+            broken += bool(problem)
+            discovered = run["discovered"] if run else 0
+            newest = (run or {}).get("newest_seen") or (sample or {}).get("published") or "-"
+            line = f"{source.id:<28} {'BROKEN' if problem else 'OK':<7} {discovered:>5} discovered, newest {newest}"
+            if sample:
+                length = len(sample["text"] or "")
+                line += f"; sample: {sample['title']!r} ({sample['published'] or 'no date'}, {length:,} chars)"
+            click.echo(line)
+            if problem:
+                click.echo(f"{'':<28} {problem}")
+        if db is not None:
+            db.close()
+    click.echo(f"{len(selected)} sources checked, {broken} broken", err=True)
+    sys.exit(EXIT_SOURCE_FAILED if broken else 0)
+
+
+def _check_problem(run, sample) -> str | None:
+    if run is None:
+        return "not crawled"
+    if run["status"] == "failed":
+        return run["message"] or "no discovery endpoint answered"
+    if not run["discovered"]:
+        return "reachable, but no release links found (layout or URL scheme changed? check article_pattern)"
+    if sample is None:
+        return run["message"] or "the sample release could not be fetched or had no text"
+    if not sample["text"] and sample["text_status"] in (None, "text"):
+        return "the sample release has no text"
+    return None
 
 
 @cli.command()

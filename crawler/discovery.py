@@ -38,6 +38,7 @@ class FeedEntry:
     date: str | None = None  # YYYY-MM-DD: publication
     summary: str | None = None
     updated: str | None = None  # YYYY-MM-DD: last update the feed announces, when it says
+    category: str | None = None
 
 
 def _local(tag) -> str:
@@ -128,6 +129,8 @@ def parse_feed(body: bytes, base_url: str) -> list[FeedEntry]:
                 date=date,
                 summary=_child_text(node, "description", "summary"),
                 updated=updated if updated and updated != date else None,
+                category=_child_text(node, "category") or next(
+                    (c.get("term") for c in node if _local(c.tag) == "category" and c.get("term")), None),
             )
         )
     return entries
@@ -227,3 +230,58 @@ def listing_links(response, source) -> ListingLinks:
     if trs and source.allows(trs) and trs not in pages:
         pages.append(trs)
     return ListingLinks(releases, pages)
+
+
+def json_path(data, path: str | None):
+    """``data`` at a dotted path (``feed.entry``, ``title.rendered``, ``items.0.link``); None if absent."""
+    if path is None:
+        return None
+    for part in filter(None, path.split(".")):
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif isinstance(data, dict):
+            data = data.get(part)
+        else:
+            return None
+    return data
+
+
+_FIELD_RE = re.compile(r"\{([A-Za-z0-9_.]+)((?:\|[a-z]+)*)\}")
+
+
+def fill_template(template: str, item: dict) -> str | None:
+    """``{field}`` / ``{field|lower}`` / ``{field|slug}`` filled from a JSON item; None if a field is missing."""
+    missing = []
+
+    def value(match):
+        found = json_path(item, match.group(1))
+        if found is None:
+            missing.append(match.group(1))
+            return ""
+        text = str(found)
+        for flt in filter(None, match.group(2).split("|")):
+            if flt == "lower":
+                text = text.lower()
+            elif flt == "slug":
+                text = re.sub(r"[/\s]+", "_", text).lower()
+        return text
+
+    filled = _FIELD_RE.sub(value, template)
+    return None if missing else filled
+
+
+def parse_any_date(value) -> str | None:
+    """A date from an API field: ISO 8601, RFC 822, ``dd.mm.yyyy`` or ``ddmmyyyy``-free forms."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    match = re.match(r"(\d{1,2})\.(\d{1,2})\.(\d{4})$", text)
+    if match:
+        day, month, year = map(int, match.groups())
+        try:
+            return datetime(year, month, day).date().isoformat()
+        except ValueError:
+            return None
+    if re.fullmatch(r"\d{12,13}", text):  # milliseconds since the epoch
+        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc).date().isoformat()
+    return parse_date(text)

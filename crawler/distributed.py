@@ -106,8 +106,8 @@ class SharedPolitenessMiddleware:
         return cls(crawler)
 
     def _delay(self, host: str) -> float:
-        slots = self.crawler.settings.getdict("DOWNLOAD_SLOTS")
-        return float(slots.get(host, {}).get("delay", self.default_delay))
+        delays = self.crawler.settings.getdict("PRESSARCHIVE_HOST_DELAYS")
+        return float(delays.get(host, self.default_delay))
 
     async def process_request(self, request):
         host = (urlparse_cached(request).hostname or "").lower()

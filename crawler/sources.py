@@ -39,12 +39,31 @@ KEYS = {
     "host_country": (str, False),
     "enabled": (bool, False),
     "notes": (str, False),
+    "json_api": (list, False),  # [[sources.json_api]] tables: JSON endpoints with paging
+    "wp_rest": (list, False),  # WordPress REST collection URLs
+    "selectors": (dict, False),  # ordered CSS fallbacks: title, date, body, remove
+    "date_from_url": (str, False),  # regex: 8 digits YYYYMMDD, or named groups y, m, d
+    "host_aliases": (dict, False),  # alias host -> canonical host
+    "statement_types": (dict, False),  # URL regex -> statement type
 }
+LIST_OF_TABLES = {"json_api"}
+STATEMENT_TYPES = ("press_release", "statement", "readout", "speech", "joint_statement", "press_conference",
+                   "notice", "other")
+JSON_API_KEYS = {
+    "url": str, "method": str, "body": str, "items": str, "url_field": str, "url_template": str,
+    "title_field": str, "date_field": str, "summary_field": str, "size": int, "max_pages": int,
+    "total_field": str, "detail_url": str, "detail_body": str, "detail_title": str, "detail_date": str,
+}
+SELECTOR_KEYS = ("title", "date", "body", "remove")
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$|^[A-Z][A-Z0-9-]{1,11}$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+JSON_COLUMNS = ("languages", "feeds", "sitemaps", "listings", "allowed_domains", "json_api", "wp_rest",
+                "selectors", "host_aliases", "statement_types")
 
 
 class SourceError(ValueError):
@@ -70,6 +89,29 @@ class Source:
     host_country: str | None = None
     enabled: bool = True
     notes: str = ""
+    json_api: list[dict] = field(default_factory=list)
+    wp_rest: list[str] = field(default_factory=list)
+    selectors: dict = field(default_factory=dict)
+    date_from_url: str | None = None
+    host_aliases: dict = field(default_factory=dict)
+    statement_types: dict = field(default_factory=dict)
+
+    @property
+    def endpoint_urls(self) -> list[str]:
+        """Every configured URL the crawl starts from."""
+        return self.feeds + self.sitemaps + self.listings + self.wp_rest + [api["url"] for api in self.json_api]
+
+    def canonical(self, url: str) -> str:
+        """``url`` with an alias host (``host_aliases``) replaced by its canonical host."""
+        if not self.host_aliases:
+            return url
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        canonical = self.host_aliases.get(host)
+        if not canonical:
+            return url
+        netloc = canonical + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
 
     @property
     def article_re(self) -> re.Pattern:
@@ -88,7 +130,7 @@ class Source:
     def from_row(cls, row: dict) -> "Source":
         """Inverse of :meth:`as_row` (lists stored as JSON text)."""
         values = {k: v for k, v in row.items() if k in KEYS}
-        for key in ("languages", "feeds", "sitemaps", "listings", "allowed_domains"):
+        for key in JSON_COLUMNS:
             if isinstance(values.get(key), str):
                 values[key] = json.loads(values[key])
         values = {k: v for k, v in values.items() if v is not None}
@@ -97,7 +139,7 @@ class Source:
     def as_row(self) -> dict:
         row = asdict(self)
         row.pop("enabled")
-        for key in ("languages", "feeds", "sitemaps", "listings", "allowed_domains"):
+        for key in JSON_COLUMNS:
             row[key] = json.dumps(row[key], ensure_ascii=False)
         return row
 
@@ -168,8 +210,10 @@ def _validate(entry: dict, where: str, index: int) -> Source:
             fail(key, f"expected {_type_name(types)}, got a boolean")
         if not isinstance(value, types):
             fail(key, f"expected {_type_name(types)}, got {type(value).__name__}")
-        if types is list and not all(isinstance(v, str) for v in value):
+        if types is list and key not in LIST_OF_TABLES and not all(isinstance(v, str) for v in value):
             fail(key, "expected a list of strings")
+        if key in LIST_OF_TABLES and not all(isinstance(v, dict) for v in value):
+            fail(key, f"expected [[sources.{key}]] tables")
 
     if not ID_RE.match(entry["id"]):
         fail("id", "use lowercase letters, digits, '-' and '_'")
@@ -184,13 +228,17 @@ def _validate(entry: dict, where: str, index: int) -> Source:
     for lang in entry["languages"]:
         if not LANGUAGE_RE.match(lang):
             fail("languages", f"'{lang}' is not a BCP 47 language code")
-    for key in ("feeds", "sitemaps", "listings"):
+    for key in ("feeds", "sitemaps", "listings", "wp_rest"):
         for url in entry.get(key, []):
             if not _is_http_url(url):
                 fail(key, f"'{url}' is not an absolute http(s) URL")
-    start_urls = [u for k in ("feeds", "sitemaps", "listings") for u in entry.get(k, [])]
+    for api in entry.get("json_api", []):
+        _validate_json_api(api, fail)
+    _validate_extras(entry, fail)
+    start_urls = [u for k in ("feeds", "sitemaps", "listings", "wp_rest") for u in entry.get(k, [])]
+    start_urls += [_template_host_url(api["url"]) for api in entry.get("json_api", [])]
     if not start_urls:
-        fail("listings", "a source needs at least one URL in feeds, sitemaps or listings")
+        fail("listings", "a source needs at least one URL in feeds, sitemaps, listings, json_api or wp_rest")
     for key in ("article_pattern", "pagination_pattern"):
         if key in entry:
             try:
@@ -208,7 +256,8 @@ def _validate(entry: dict, where: str, index: int) -> Source:
         if uncovered:
             fail("allowed_domains", f"does not cover the host of '{uncovered[0]}'")
     else:
-        domains = sorted({urlsplit(u).hostname.lower() for u in start_urls})
+        domains = sorted({urlsplit(u).hostname.lower() for u in start_urls}
+                         | {h.lower() for h in entry.get("host_aliases", {}).values()})
     delay = entry.get("delay", DEFAULT_DELAY)
     if delay < 0:
         fail("delay", "must be >= 0 seconds")
@@ -221,6 +270,54 @@ def _validate(entry: dict, where: str, index: int) -> Source:
     values = {k: v for k, v in entry.items() if k in KEYS}
     values.update(allowed_domains=[d.lower() for d in domains], delay=float(delay), max_pages=max_pages)
     return Source(**values)
+
+
+def _template_host_url(template: str) -> str:
+    """A templated endpoint URL with its placeholders filled, for host checks."""
+    return template.replace("{page}", "1").replace("{offset}", "0").replace("{size}", "10")
+
+
+def _validate_json_api(api: dict, fail) -> None:
+    for key, value in api.items():
+        if key not in JSON_API_KEYS:
+            fail("json_api", f"unknown key '{key}' (allowed: {', '.join(JSON_API_KEYS)})")
+        if not isinstance(value, JSON_API_KEYS[key]) or isinstance(value, bool):
+            fail("json_api", f"'{key}' must be {_type_name(JSON_API_KEYS[key])}")
+    if "url" not in api:
+        fail("json_api", "each endpoint needs a url")
+    if not _is_http_url(_template_host_url(api["url"])):
+        fail("json_api", f"'{api['url']}' is not an absolute http(s) URL")
+    if "url_field" not in api and "url_template" not in api:
+        fail("json_api", "each endpoint needs url_field or url_template")
+    if api.get("method", "GET").upper() not in ("GET", "POST"):
+        fail("json_api", "method must be GET or POST")
+    if "detail_url" in api and "detail_body" not in api:
+        fail("json_api", "detail_url needs detail_body (the path to the body HTML)")
+
+
+def _validate_extras(entry: dict, fail) -> None:
+    for name, selectors in entry.get("selectors", {}).items():
+        if name not in SELECTOR_KEYS:
+            fail("selectors", f"unknown selector '{name}' (allowed: {', '.join(SELECTOR_KEYS)})")
+        if not isinstance(selectors, list) or not all(isinstance(v, str) for v in selectors):
+            fail("selectors", f"'{name}' must be a list of CSS selectors")
+    if "date_from_url" in entry:
+        try:
+            pattern = re.compile(entry["date_from_url"])
+        except re.error as exc:
+            fail("date_from_url", f"bad regular expression: {exc}")
+        if pattern.groups != 1 and not {"y", "m", "d"} <= set(pattern.groupindex):
+            fail("date_from_url", "needs one group of 8 digits (YYYYMMDD) or named groups y, m, d")
+    for alias, canonical in entry.get("host_aliases", {}).items():
+        if not isinstance(canonical, str) or not DOMAIN_RE.match(alias) or not DOMAIN_RE.match(canonical):
+            fail("host_aliases", f"'{alias}' = '{canonical}' is not a pair of host names")
+    for pattern, kind in entry.get("statement_types", {}).items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            fail("statement_types", f"bad regular expression '{pattern}': {exc}")
+        if kind not in STATEMENT_TYPES:
+            fail("statement_types", f"'{kind}' is not one of {', '.join(STATEMENT_TYPES)}")
 
 
 def _type_name(types) -> str:

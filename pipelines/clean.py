@@ -35,7 +35,7 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from crawler.items import ReleaseItem
-from pipelines import extraction
+from pipelines import dates, extraction
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
     else:
         if looks_binary(body):
             raise NoText("binary content (not a web page) served as text")
-        result = extraction.extract(body, url, http_charset=http_charset, fetched_at=when, hints=hints,
-                                    languages=languages)
+        result = extract_html(body, url, http_charset, when, hints, languages)
         version = extraction.EXTRACTOR_VERSION
     if not result.text.strip():
         raise NoText("no main text")
@@ -110,6 +109,67 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
         "word_count": words,
         "extractor": version,
     }
+
+
+def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dict, languages):
+    """trafilatura-based extraction, after the source's own selectors and URL date rule, if any.
+
+    ``selectors`` (ordered CSS fallbacks): ``remove`` drops nodes, ``body`` keeps only the first
+    matching node for extraction (with the page's head, so meta dates still count), ``title`` and
+    ``date`` win over what extraction finds. ``date_from_url`` beats dates guessed from the page
+    text, not the page's own publication metadata.
+    """
+    selectors = hints.get("selectors") or {}
+    title = sel_date = None
+    source_bytes = body
+    if selectors:
+        from parsel import Selector
+
+        text, encoding = extraction.decode_html(body, http_charset)
+        page = Selector(text=text)
+        for css in selectors.get("remove", []):
+            page.css(css).drop()
+        title = _first_css(page, selectors.get("title", []))
+        sel_date = dates.parse_date_value(_first_css(page, selectors.get("date", [])))
+        for css in selectors.get("body", []):
+            node = page.css(css)
+            if node and " ".join(node.xpath("string()").get("").split()):
+                head = page.css("head").get() or ""
+                heading = f"<h1>{title}</h1>" if title else ""
+                source_bytes = f"<html>{head}<body><article>{heading}{node.get()}</article></body></html>"
+                break
+        else:
+            source_bytes = page.get()
+    result = extraction.extract(source_bytes, url, http_charset=http_charset, fetched_at=when, hints=hints,
+                                languages=languages)
+    if selectors:
+        result.encoding = encoding
+    if title:
+        result.title = title
+    if sel_date and sel_date <= when.date():
+        result.published, result.date_source = sel_date.isoformat(), "selector"
+    elif hints.get("date_from_url") and result.date_source not in ("meta", "json-ld", "feed"):
+        found = url_date(hints["date_from_url"], url)
+        if found and found <= when.date():
+            result.published, result.date_source = found.isoformat(), "url"
+    return result
+
+
+def _first_css(page, selectors) -> str | None:
+    for css in selectors:
+        found = page.css(css).get() if "::" in css else page.css(css).xpath("string()").get()
+        if found and found.strip():
+            return " ".join(found.split())
+    return None
+
+
+def url_date(pattern: str, url: str):
+    match = re.search(pattern, url or "")
+    if not match:
+        return None
+    if {"y", "m", "d"} <= set(match.re.groupindex):
+        return dates.valid_date(int(match["y"]), int(match["m"]), int(match["d"]))
+    return dates.parse_date_value(match.group(1))
 
 
 def looks_binary(body: bytes) -> bool:

@@ -29,6 +29,12 @@ SOURCES_COLUMNS = {
     "host_country": str,
     "max_pages": int,
     "notes": str,
+    "json_api": str,  # JSON
+    "wp_rest": str,  # JSON list
+    "selectors": str,  # JSON
+    "date_from_url": str,
+    "host_aliases": str,  # JSON
+    "statement_types": str,  # JSON
 }
 
 RELEASES_COLUMNS = {
@@ -48,6 +54,7 @@ RELEASES_COLUMNS = {
     "country": str,  # copied from the source, for facets
     "kind": str,  # copied from the source, for facets
     "summary": str,  # teaser given by a feed or API, never used as the text
+    "statement_type": str,  # press_release, statement, readout, speech, joint_statement, press_conference, notice, other
     "content_type": str,
     "encoding": str,
     "http_status": int,
@@ -143,6 +150,7 @@ CRAWL_RUNS_COLUMNS = {
     "warc_bytes": int,  # raw capture written for this source
     "refused": int,  # requests refused because they pointed at private or local addresses
     "warnings": int,  # pages stored with a problem noted in the log (e.g. a title cut to length)
+    "newest_seen": str,  # newest publication date announced by feeds and APIs in this run
     "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }
@@ -176,6 +184,7 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     db.execute("create index if not exists idx_releases_source_published_desc "
                "on releases (source_id, published desc, id)")
     releases.create_index(["content_hash"], if_not_exists=True)
+    releases.create_index(["statement_type"], if_not_exists=True)
     releases.create_index(["source_id", "next_check"], if_not_exists=True)
     runs = _ensure_table(db, "crawl_runs", CRAWL_RUNS_COLUMNS, "id")
     runs.create_index(["source_id", "started"], if_not_exists=True)

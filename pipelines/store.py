@@ -26,6 +26,7 @@ from scrapy import signals
 from crawler.clock import now_iso, parse_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from pipelines import history, search_index
+from pipelines.statement_type import classify
 from pipelines.schema import open_archive
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class ArchiveWriter:
             summary=(item.hints or {}).get("summary"),
             country=source.country if source else None,
             kind=source.kind if source else None,
+            statement_type=classify(item.url, item.title, (item.hints or {}).get("category"),
+                                    source.statement_types if source else None),
             last_seen=item.fetched_at,
         )
         was_removed = self._status(item.url) == "removed"
@@ -243,6 +246,7 @@ class StorePipeline:
             counts.update({key: self.writer.counts[(source_id, key)]
                            for key in ("new", "changed", "unchanged", "removed", "restored")})
             status = run_status(reason, stats.get_value(f"pressarchive/{source_id}/entry_ok", 0), counts["errors"])
+            counts["newest_seen"] = stats.get_value(f"pressarchive/{source_id}/newest")
             message = stats.get_value(f"pressarchive/{source_id}/last_error")
             if reason != "finished":
                 message = f"crawl ended early ({reason})" + (f"; {message}" if message else "")

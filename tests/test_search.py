@@ -84,7 +84,7 @@ def test_releases_newest_first_with_facets(client):
     data = response.json()
     assert status == 200
     assert [row["id"] for row in data["rows"]] == [2, 1, 3, 4, 5, 6, 7]
-    assert set(data["facet_results"]) == {"source_id", "country", "kind", "language", "year"}
+    assert set(data["facet_results"]) == {"source_id", "country", "kind", "language", "year", "statement_type"}
     languages = {f["value"]: f["count"] for f in data["facet_results"]["language"]["results"]}
     assert languages == {"zh": 2, "en": 3, "ja": 1, "ko": 1}
     assert "releases_fts" not in [t["name"] for t in client("/archive.json")[1].json()["tables"] if not t["hidden"]]

@@ -20,7 +20,10 @@ Settings read: ``ARCHIVE_DB``, ``PRESSARCHIVE_SOURCES``, ``PRESSARCHIVE_BACKFILL
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
 from urllib.parse import urlsplit
 
 import scrapy
@@ -69,11 +72,19 @@ class ReleasesSpider(scrapy.Spider):
             kwargs["sources_file"] = crawler.settings.get("PRESSARCHIVE_SOURCES") or None
         spider = super().from_crawler(crawler, *args, **kwargs)
         install_filters()
-        crawler.settings.set("DOWNLOAD_SLOTS", spider._download_slots(crawler.settings), priority="spider")
+        slots = spider._download_slots(crawler.settings)
+        crawler.settings.set("PRESSARCHIVE_HOST_DELAYS", {h: v["delay"] for h, v in slots.items()}, priority="spider")
+        if crawler.settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+            # The shared Redis key spaces requests to a host across workers (crawler.distributed);
+            # a local delay on top would separate taking the turn from sending the request.
+            slots = {host: dict(slot, delay=0) for host, slot in slots.items()}
+        crawler.settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
         crawler.signals.connect(spider._count_request, signal=signals.request_reached_downloader)
         crawler.signals.connect(spider._dropped, signal=signals.request_dropped)
         spider.release_maxsize = crawler.settings.getint("RELEASE_MAXSIZE", 0)
         spider.backfill = crawler.settings.getbool("PRESSARCHIVE_BACKFILL")
+        spider.check = crawler.settings.getbool("PRESSARCHIVE_CHECK")  # `sources check`: one sample per source
+        spider.sampled = set()
         spider.follow_pdfs = crawler.settings.getbool("PRESSARCHIVE_FOLLOW_PDFS", True)
         spider.state = load_state(
             crawler.settings.get("ARCHIVE_DB"), spider.sources, now_iso(),
@@ -85,7 +96,7 @@ class ReleasesSpider(scrapy.Spider):
         """One slot per host, one request at a time, the strictest delay of the sources on it."""
         slots = dict(settings.getdict("DOWNLOAD_SLOTS"))
         for source in self.sources.values():
-            hosts = {urlsplit(u).hostname for u in source.feeds + source.sitemaps + source.listings}
+            hosts = {urlsplit(u).hostname for u in source.endpoint_urls}
             hosts |= set(source.allowed_domains)
             for host in filter(None, hosts):
                 previous = slots.get(host, {}).get("delay")
@@ -118,7 +129,12 @@ class ReleasesSpider(scrapy.Spider):
 
     def _deep(self, source) -> bool:
         """Walk every listing page: asked for, or the last run of this source did not finish."""
+        if self.check:
+            return False
         return self.backfill or not self.state[source.id].complete
+
+    def _paging(self) -> bool:
+        return not self.check
 
     def _request(self, url, source, role, callback, priority=0, conditional=None, dont_filter=False, **meta):
         meta.update(source_id=source.id, role=role)
@@ -133,15 +149,21 @@ class ReleasesSpider(scrapy.Spider):
         return scrapy.Request(url, callback=callback, errback=self.on_error, meta=meta, priority=priority,
                               headers=headers, dont_filter=dont_filter)
 
-    def _entry_request(self, url, source, role, callback, **meta):
+    def _entry_request(self, url, source, role, callback, dont_filter=False, **meta):
         conditional = None if self._deep(source) else self.state[source.id].validators.get(url)
-        return self._request(url, source, role, callback, conditional=conditional, **meta)
+        return self._request(url, source, role, callback, conditional=conditional, dont_filter=dont_filter, **meta)
 
     def _release_request(self, url, source, hints=None, recheck=None):
         """A request for a release page; ``recheck`` = (etag, last_modified) of a known release."""
-        url = normalise_url(url)
+        url = normalise_url(source.canonical(url))
         if url in self.requested or scheme_twin(url) in self.requested:
             return None
+        if (hints or {}).get("date"):
+            self.crawler.stats.max_value(f"pressarchive/{source.id}/newest", hints["date"])
+        if self.check:
+            if source.id in self.sampled:
+                return None
+            self.sampled.add(source.id)
         self.requested.add(url)
         meta = {"hints": hints or {}}
         if self.release_maxsize:
@@ -192,16 +214,21 @@ class ReleasesSpider(scrapy.Spider):
 
             reset_frontier(connect(self.settings.get("REDIS_URL")), self.name)
         for source in self.sources.values():
-            for url, etag, modified in self.state[source.id].due:
+            for url, etag, modified in [] if self.check else self.state[source.id].due:
                 request = self._release_request(url, source, recheck=(etag, modified))
                 if request:
                     yield request
+            # Start URLs skip the duplicate filter: two sources may share an endpoint, each needs it.
             for url in source.feeds:
-                yield self._entry_request(url, source, "feed", self.parse_feed)
+                yield self._entry_request(url, source, "feed", self.parse_feed, dont_filter=True)
             for url in source.sitemaps:
-                yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
+                yield self._entry_request(url, source, "sitemap", self.parse_sitemap, dont_filter=True)
             for url in source.listings:
-                yield self._entry_request(url, source, "listing", self.parse_listing, page=1)
+                yield self._entry_request(url, source, "listing", self.parse_listing, page=1, dont_filter=True)
+            for index in range(len(source.json_api)):
+                yield self._api_request(source, index, 1)
+            for base in source.wp_rest:
+                yield self._wp_request(source, base, 1)
 
     def _source(self, response):
         return self.sources[response.meta["source_id"]]
@@ -228,10 +255,11 @@ class ReleasesSpider(scrapy.Spider):
                            source.id, role, url, problem)
 
     def _keep(self, source, url) -> bool:
+        url = source.canonical(url)
         return source.allows(url) and bool(source.article_re.search(url))
 
     def _known_since(self, source, url) -> str | None:
-        known, url = self.state[source.id].known, normalise_url(url)
+        known, url = self.state[source.id].known, normalise_url(source.canonical(url))
         return known.get(url) or known.get(scheme_twin(url))
 
     def parse_feed(self, response):
@@ -335,12 +363,181 @@ class ReleasesSpider(scrapy.Spider):
         if links.releases and not fresh and not self._deep(source):
             logger.info("source '%s': %s lists only known releases; not paging further", source.id, response.url)
             return
+        if not self._paging():
+            return
         if page >= source.max_pages:
             if links.pages:
                 logger.info("source '%s': stopped at %d listing pages (max_pages)", source.id, page)
             return
         for url in links.pages:
             yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1)
+
+    # -- JSON APIs and WordPress REST --------------------------------------------
+
+    def _api_request(self, source, index, page):
+        api = source.json_api[index]
+        size = api.get("size", 50)
+
+        def fill(template):
+            return template.replace("{page}", str(page)).replace("{offset}", str((page - 1) * size)).replace(
+                "{size}", str(size))
+
+        request = self._entry_request(fill(api["url"]), source, "json_api", self.parse_json_api,
+                                      dont_filter=page == 1, api_index=index, page=page)
+        if api.get("method", "GET").upper() == "POST":
+            headers = dict(request.headers.to_unicode_dict(), **{"Content-Type": "application/json"})
+            request = request.replace(method="POST", body=fill(api.get("body", "")), headers=headers)
+        return request
+
+    def _wp_request(self, source, base, page):
+        url = f"{base}{'&' if '?' in base else '?'}per_page=100&page={page}"
+        # WordPress answers 400 past the last page.
+        return self._entry_request(url, source, "wp_rest", self.parse_wp_rest, dont_filter=page == 1,
+                                   wp_base=base, page=page, handle_httpstatus_list=[400])
+
+    def _json(self, response, source, role):
+        try:
+            return json.loads(response.body)
+        except ValueError:
+            self._stat(source.id, "errors")
+            self._stat(source.id, "entry_errors")
+            logger.error("source '%s': %s %s did not answer JSON (check `%s` in the registry)",
+                         source.id, role, response.url, role)
+            return None
+
+    def _discovered(self, source, url, hints, recheck_if_newer=None):
+        """A release found by an API: request it when new (or dated after it was last seen)."""
+        self._stat(source.id, "discovered")
+        seen = self._known_since(source, url)
+        if seen is None:
+            return self._release_request(url, source, hints), True
+        if recheck_if_newer and recheck_if_newer > seen[:10]:
+            return self._release_request(url, source, hints, recheck=(None, None)), False
+        return None, False
+
+    def parse_json_api(self, response):
+        source = self._source(response)
+        if response.status == 304:
+            yield self._entry_fetched(response, source)
+            return
+        data = self._json(response, source, "json_api")
+        if data is None:
+            return
+        yield self._entry_fetched(response, source)
+        api, page = source.json_api[response.meta["api_index"]], response.meta["page"]
+        items = discovery.json_path(data, api["items"]) if api.get("items") else data
+        if not isinstance(items, list):
+            self._stat(source.id, "errors")
+            logger.error("source '%s': json_api %s has no list at '%s'", source.id, response.url, api.get("items"))
+            return
+        fresh = 0
+        for entry in items:
+            if not isinstance(entry, dict):
+                continue
+            if "url_field" in api:
+                url = discovery.json_path(entry, api["url_field"])
+            else:
+                url = discovery.fill_template(api["url_template"], entry)
+            if not url:
+                continue
+            url = source.canonical(response.urljoin(str(url)))
+            if not self._keep(source, url):
+                continue
+            hints = {"title": _plain(discovery.json_path(entry, api.get("title_field"))),
+                     "summary": _plain(discovery.json_path(entry, api.get("summary_field")))}
+            date = discovery.parse_any_date(discovery.json_path(entry, api.get("date_field")))
+            if date:
+                hints.update(date=date, date_source="feed")
+            if "detail_url" in api:
+                request, new = self._detail_request(source, api, entry, url, hints)
+            else:
+                request, new = self._discovered(source, url, hints)
+            fresh += new
+            if request:
+                yield request
+        total = discovery.json_path(data, api.get("total_field"))
+        size = api.get("size", 50)
+        more = bool(items) and page < api.get("max_pages", source.max_pages)
+        if isinstance(total, (int, float)) or (isinstance(total, str) and total.isdigit()):
+            more = more and page * size < int(total)
+        if more and self._paging() and (fresh or self._deep(source)):
+            yield self._api_request(source, response.meta["api_index"], page + 1)
+
+    def _detail_request(self, source, api, entry, url, hints):
+        """The JSON detail endpoint of a release whose own page is a JavaScript shell."""
+        self._stat(source.id, "discovered")
+        key = normalise_url(url)
+        if self._known_since(source, url) is not None or key in self.requested:
+            return None, False
+        if self.check:
+            if source.id in self.sampled:
+                return None, False
+            self.sampled.add(source.id)
+        detail = discovery.fill_template(api["detail_url"], entry)
+        if not detail:
+            return None, False
+        self.requested.add(key)
+        return self._request(detail, source, "release", self.parse_json_detail, RELEASE_PRIORITY,
+                             hints=hints, release_url=key, api_index=source.json_api.index(api)), True
+
+    def parse_json_detail(self, response):
+        source = self._source(response)
+        data = self._json(response, source, "json_api")
+        if data is None:
+            return
+        api = source.json_api[response.meta["api_index"]]
+        hints = dict(response.meta.get("hints", {}))
+        body = discovery.json_path(data, api["detail_body"])
+        title = _plain(discovery.json_path(data, api.get("detail_title"))) or hints.get("title")
+        date = discovery.parse_any_date(discovery.json_path(data, api.get("detail_date")))
+        if date:
+            hints.update(date=date, date_source="feed")
+        if title:
+            hints["title"] = title
+        document = (f"<html><head><meta charset='utf-8'><title>{html.escape(title or '')}</title></head>"
+                    f"<body><article><h1>{html.escape(title or '')}</h1>{body or ''}</article></body></html>")
+        yield ReleaseItem(
+            source_id=source.id, url=response.meta["release_url"], fetched_url=response.url,
+            http_status=response.status, content_type="text/html", http_charset="utf-8",
+            fetched_at=now_iso(), body=document.encode("utf-8"), hints=self._clean_hints(source, hints),
+            warc=response.meta.get("warc"),
+        )
+
+    def parse_wp_rest(self, response):
+        source = self._source(response)
+        page = response.meta["page"]
+        if response.status == 304:
+            yield self._entry_fetched(response, source)
+            return
+        if response.status == 400:
+            if page == 1:
+                self._stat(source.id, "errors")
+                self._stat(source.id, "entry_errors")
+                logger.error("source '%s': wp_rest %s answered HTTP 400", source.id, response.url)
+            return
+        data = self._json(response, source, "wp_rest")
+        if data is None:
+            return
+        yield self._entry_fetched(response, source)
+        fresh = 0
+        for entry in data if isinstance(data, list) else []:
+            url = entry.get("link") if isinstance(entry, dict) else None
+            if not url or not self._keep(source, url):
+                continue
+            hints = {"title": _plain(discovery.json_path(entry, "title.rendered"))}
+            date = discovery.parse_any_date(entry.get("date_gmt") or entry.get("date"))
+            if date:
+                hints.update(date=date, date_source="feed")
+            modified = discovery.parse_any_date(entry.get("modified_gmt"))
+            request, new = self._discovered(source, url, hints,
+                                            recheck_if_newer=modified if modified != date else None)
+            fresh += new
+            if request:
+                yield request
+        pages = response.headers.get(b"X-WP-TotalPages")
+        more = int(pages) > page if pages and pages.isdigit() else len(data) >= 100
+        if more and self._paging() and page < source.max_pages and (fresh or self._deep(source)):
+            yield self._wp_request(source, response.meta["wp_base"], page + 1)
 
     # -- releases ------------------------------------------------------------
 
@@ -388,6 +585,16 @@ class ReleasesSpider(scrapy.Spider):
             item.parent_url = response.meta["parent_url"]
             yield item
 
+    @staticmethod
+    def _clean_hints(source, hints: dict) -> dict:
+        """Discovery hints plus the source's cleaning options, for the cleaning worker."""
+        hints = dict(hints)
+        if source.selectors:
+            hints["selectors"] = source.selectors
+        if source.date_from_url:
+            hints["date_from_url"] = source.date_from_url
+        return hints
+
     def _page_item(self, response, source, url) -> ReleaseItem | None:
         """The fetched page as an item for the pipelines, or None for a type we do not archive."""
         content_type = response.headers.get("Content-Type", b"").decode("latin-1").strip()
@@ -410,11 +617,19 @@ class ReleasesSpider(scrapy.Spider):
             http_charset=charset,
             fetched_at=now_iso(),
             body=response.body,
-            hints=response.meta.get("hints", {}),
+            hints=self._clean_hints(source, response.meta.get("hints", {})),
             etag=_header(response.headers, b"ETag"),
             last_modified=_header(response.headers, b"Last-Modified"),
             warc=response.meta.get("warc"),
         )
+
+
+def _plain(value) -> str | None:
+    """Text of an API field that may hold HTML (WordPress titles) or entities."""
+    if value is None:
+        return None
+    text = html.unescape(re.sub(r"<[^>]+>", "", str(value)))
+    return " ".join(text.split()) or None
 
 
 def _header(headers, name: bytes) -> str | None:

@@ -1,0 +1,54 @@
+"""What kind of statement a release is, from its URL section, its title and the feed.
+
+Types: ``press_release``, ``statement``, ``readout``, ``speech``,
+``joint_statement``, ``press_conference`` (spokesperson press conferences and
+remarks), ``notice``, ``other``. A source's own ``statement_types`` (URL regex
+-> type) are checked first; then the title (the most specific signal: "Joint
+Statement" sits under /statements/ too), then URL sections, then a feed or API
+category. English, French, German and Chinese wordings.
+"""
+
+from __future__ import annotations
+
+import re
+
+TITLE_RULES = (
+    ("joint_statement", r"\bjoint (?:statement|declaration|communiqu)|déclaration conjointe|gemeinsame erklärung|联合声明|联合公报"),
+    ("press_conference", r"press conference|press briefing|spokesperson'?s? (?:remarks|answers?|regular)|"
+                         r"\bbriefing by\b|记者会|答记者问|发言人.{0,6}(?:答|表示|谈话)|conférence de presse|pressekonferenz"),
+    ("readout", r"\breadout\b|\bcall with\b|\bspeaks with\b|通电话|compte rendu"),
+    ("speech", r"\bspeech\b|\bremarks (?:by|at|to)\b|\baddress (?:by|to|at)\b|\bkeynote\b|讲话|致辞|演讲|discours|\brede\b"),
+    ("notice", r"\bnotice\b|\badvisory\b|\breminder\b|通知|公告|提醒|\bavis\b|hinweis"),
+    ("statement", r"\bstatement\b|声明|déclaration|erklärung"),
+    ("press_release", r"press release|news release|新闻稿|communiqué de presse|pressemitteilung"),
+)
+URL_RULES = (
+    ("joint_statement", r"joint-statement"),
+    ("press_conference", r"/fyrbt/|/lxjzh/|press-briefing|/briefings?/|/press-conferences?/|/kaiken/"),
+    ("readout", r"/readouts?/"),
+    ("speech", r"/speeches/|/remarks/"),
+    ("notice", r"/zytz|/notices?/|/media-advisories/|/advisories/"),
+    ("statement", r"/statements?/|briefings-statements"),
+    ("press_release", r"/news-releases?/|/press-releases?/|/releases/|/presscorner/detail/[a-z]{2}/ip_"),
+)
+CATEGORY_RULES = (
+    ("readout", r"readout"), ("speech", r"speech|remarks"), ("joint_statement", r"joint"),
+    ("press_conference", r"briefing|press conference"), ("statement", r"statement"),
+    ("notice", r"advisory|notice"), ("press_release", r"release|news"),
+)
+
+
+def _first(rules, text: str) -> str | None:
+    for kind, pattern in rules:
+        if re.search(pattern, text, re.IGNORECASE):
+            return kind
+    return None
+
+
+def classify(url: str, title: str | None = None, category: str | None = None,
+             custom: dict | None = None) -> str:
+    for pattern, kind in (custom or {}).items():
+        if re.search(pattern, url):
+            return kind
+    return (_first(TITLE_RULES, title or "") or _first(URL_RULES, url.lower())
+            or _first(CATEGORY_RULES, category or "") or "other")
