@@ -71,7 +71,7 @@ def non_public_reason(ip) -> str | None:
 
 
 def configured_hosts(source) -> set[str]:
-    urls = [*source.feeds, *source.sitemaps, *source.listings]
+    urls = list(getattr(source, "endpoint_urls", None) or [*source.feeds, *source.sitemaps, *source.listings])
     if getattr(source, "homepage", None):
         urls.append(source.homepage)
     return {(urlsplit(u).hostname or "").lower() for u in urls} - {""}
