@@ -59,7 +59,7 @@ def kills(folder: Path, sources: Path, count: int, releases: int, rng: random.Ra
         print(f"kill {n:>2}: integrity ok, {len(reported)} reported stored all present, {stored} in archive", flush=True)
     crawl = checks.start_crawl(folder, sources, db)
     _, stderr = crawl.communicate(timeout=1800)
-    total = checks.check_archive(db, reported | set(checks.SCRAPED.findall(stderr)))
+    checks.check_archive(db, reported | set(checks.SCRAPED.findall(stderr)))  # raises on a missing release
     conn = sqlite3.connect(db)
     distinct, rows = conn.execute("select count(distinct url), count(*) from releases").fetchone()
     versions = conn.execute("select count(*) from release_versions").fetchone()[0]

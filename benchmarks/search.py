@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.schema import RELEASES_COLUMNS, open_archive  # noqa: E402
-from pipelines.search_index import FTS_TABLE, ensure_search, insert_prepared, prepare  # noqa: E402
+from pipelines.search_index import ensure_search, insert_prepared, prepare  # noqa: E402
 
 COMMON_EN = (
     "the of and to in a is that for on with as by this it be are was at from has "

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import click

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from crawler.clock import now, parse_iso
+from crawler.clock import now
 from crawler.warc import read_record
 from pipelines import history, search_index
 from pipelines.clean import NoText, clean_page

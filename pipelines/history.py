@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 import unicodedata
 from datetime import datetime, timedelta
 

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import sqlite_utils
 
 
 def run(args, cwd):
