@@ -9,9 +9,12 @@ Called by the spider / store pipeline as ``extract(body, url, ...)`` and by the
 3. main text: a site-family body container when the page has one
    (:data:`BODY_CONTAINERS`: TRS CMS ``.TRS_Editor``, GOV.UK ``.gem-c-govspeak``,
    canada.ca/WET ``main[property=mainContentOfPage]``, Drupal ``.field--name-body``,
-   WordPress ``.entry-content`` ...), else trafilatura favouring precision; both
+   WordPress ``.entry-content`` ...), else trafilatura favouring precision,
+   completed by its recall mode where that only fills gaps inside the article
+   (list items, subheadings, flattened layout tables: :func:`merge_recall`); both
    then lose boilerplate lines (:data:`BOILERPLATE_LINE_RE`: "Date modified",
-   "Report a problem on this page", share widgets, breadcrumbs, cookie notices);
+   "Report a problem on this page", share widgets, breadcrumbs, cookie notices)
+   and flattened menus ("Home \\| News \\| Contact": :func:`is_menu_line`);
 4. headline: the ``<h1>`` when the ``<title>`` or ``og:title`` confirms it, else
    ``og:title`` / TRS ``ArticleTitle`` / the ``<title>`` minus its " | Site name"
    part, else the crawl's title hint;
@@ -29,6 +32,7 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from urllib.parse import urljoin
@@ -42,7 +46,7 @@ from pipelines.encoding import decode_html
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = f"pressarchive-extract/1 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/2 trafilatura/{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -83,6 +87,16 @@ LAYOUT_CELL_CHARS = 200
 # Below this, precision-mode output is suspect and balanced mode is tried too.
 SHORT_TEXT_CHARS = 400
 SHORT_TEXT_CJK = 150
+# Recall-mode text is merged in only when it fills gaps inside the precision text's span
+# with sentence-like lines (or long table rows), never when it only adds text around it.
+RECALL_SENTENCE_SHARE = 0.45
+RECALL_LONG_LINE_TOKENS = 200
+RECALL_SPAN_COVERAGE = 0.9
+# A long recall line (a table flattened to one row) replaces the precision text only when it
+# holds most of it and adds at most half again as much.
+RECALL_TABLE_COVERAGE = 0.7
+RECALL_TABLE_GROWTH = 1.5
+SENTENCE_END_RE = re.compile(r"[.!?。！？;；:：][\"”’)]?\s*$")
 
 BLOCK_TAGS = {
     "p", "div", "section", "article", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -111,6 +125,11 @@ BOILERPLATE_LINE_RE = re.compile(
     re.IGNORECASE,
 )
 BOILERPLATE_MAX_LINE = 120
+# A menu flattened into a line: "Home | News | Contact us" (in a table cell the separators are
+# escaped, "\\|"). Three separators or more and only short items: navigation, not text.
+MENU_SEPARATOR_RE = re.compile(r"\s+\\\|\s+")
+MENU_MIN_SEPARATORS = 3
+MENU_ITEM_TOKENS = 4
 
 TITLE_SEPARATORS_RE = re.compile(r"\s+[|\-–—:·»]\s+|\s*[|_]\s*|\s+::\s+")
 # Screen-reader-only headings ("Navigation und Service") are never the headline.
@@ -258,30 +277,107 @@ def unwrap_layout_tables(tree) -> None:
             element.tag = "div"
 
 
-def _trafilatura(tree, url: str | None, precision: bool) -> str:
+def _trafilatura(tree, url: str | None, precision: bool, recall: bool = False, fast: bool = False) -> str:
     document = trafilatura.bare_extraction(
-        tree, url=url, favor_precision=precision, include_comments=False, include_tables=True, with_metadata=False
+        tree, url=url, favor_precision=precision, favor_recall=recall, include_comments=False, include_tables=True,
+        with_metadata=False, fast=fast,
     )
     return (document.text or "") if document is not None else ""
 
 
+def _tokens(text: str) -> list[str]:
+    return WORD_RE.findall((text or "").lower())
+
+
+def merge_recall(precise: str, recall: str) -> str:
+    """Precision-mode text, completed by what recall mode finds inside the same article.
+
+    Precision mode drops list items, subheadings and table rows from the middle of
+    plain old pages (CleanEval-style government pages, Chinese table layouts); recall
+    mode keeps them but also keeps related-links blocks, comments and footers around
+    the article. So recall text is used only when
+
+    - a long line of it (a layout table flattened into one row) contains most of the
+      precision text and the whole recall text is at most RECALL_TABLE_GROWTH times
+      longer: the precision text was a fragment of that table; or
+    - its lines between the first and the last precision line (the article span)
+      cover the precision text, and the lines it adds there are mostly sentences or
+      long rows: the span is returned, and whatever recall adds outside it is not.
+    """
+    if not recall or len(_tokens(recall)) < len(_tokens(precise)):
+        return precise
+    kept = set(precise.split("\n"))
+    lines = recall.split("\n")
+    extra = [line for line in lines if line.strip() and line not in kept]
+    if not extra:
+        return precise
+    precise_tokens = Counter(_tokens(precise))
+    total = max(1, sum(precise_tokens.values()))
+    long_lines = [line for line in extra if len(_tokens(line)) >= RECALL_LONG_LINE_TOKENS]
+    if long_lines and len(_tokens(recall)) <= RECALL_TABLE_GROWTH * total:
+        overlap = sum((precise_tokens & Counter(_tokens("\n".join(long_lines)))).values())
+        if overlap >= RECALL_TABLE_COVERAGE * total:
+            return recall
+    positions = [i for i, line in enumerate(lines) if line in kept]
+    if not positions:
+        return precise
+    span = lines[min(positions):max(positions) + 1]
+    added = [line for line in span if line.strip() and line not in kept]
+    if not added:
+        return precise
+    in_span = set(span)
+    covered = sum(len(_tokens(line)) for line in precise.split("\n") if line in in_span)
+    if covered < RECALL_SPAN_COVERAGE * total:
+        return precise
+    sentences = sum(1 for line in added if SENTENCE_END_RE.search(line))
+    long_rows = sum(len(_tokens(line)) for line in added) / len(added) >= RECALL_LONG_LINE_TOKENS
+    if sentences / len(added) >= RECALL_SENTENCE_SHARE or long_rows:
+        return "\n".join(span)
+    return precise
+
+
 def trafilatura_text(tree, url: str | None) -> str:
-    """trafilatura favouring precision; its balanced mode when precision leaves almost nothing."""
-    if _mostly_han(tree):
+    """trafilatura favouring precision (balanced mode when that leaves almost nothing),
+    completed from its recall mode by :func:`merge_recall`."""
+    han = _mostly_han(tree)
+    if han:
         unwrap_layout_tables(tree)
-    text = _trafilatura(tree, url, precision=True)
+    # On Han-script pages trafilatura's fallback comparison (readability, jusText with its
+    # stopword lists, useless on unsegmented Chinese) costs a third of the time and changes
+    # almost nothing: skip it there, keeping the recall pass within the time budget.
+    text = _trafilatura(tree, url, precision=True, fast=han)
     if len(text) < SHORT_TEXT_CHARS and len(CJK_RE.findall(text)) < SHORT_TEXT_CJK:
         # Precision mode sometimes discards the whole body of short, plain pages.
-        balanced = _trafilatura(tree, url, precision=False)
+        balanced = _trafilatura(tree, url, precision=False, fast=han)
         if len(balanced) > len(text):
-            return balanced
-    return text
+            text = balanced
+    # Fast mode (no readability/jusText fallback): the recall text only fills gaps, and the
+    # fallback would double the cost of every page without a site-family container.
+    recall = _trafilatura(tree, url, precision=False, recall=True, fast=True)
+    return merge_recall(drop_boilerplate_lines(text), drop_boilerplate_lines(recall))
+
+
+def _short_item(item: str) -> bool:
+    words = WORD_RE.findall(item)
+    han = sum(1 for w in words if CJK_RE.match(w))
+    return len(words) - han + (han + 2) // 3 <= MENU_ITEM_TOKENS
+
+
+def is_menu_line(line: str) -> bool:
+    """A line that is only a separator-delimited list of short links (a flattened nav bar)."""
+    if len(MENU_SEPARATOR_RE.findall(line)) < MENU_MIN_SEPARATORS:
+        return False
+    items = [item.strip(" |") for item in MENU_SEPARATOR_RE.split(line)]
+    items = [item for item in items if item]
+    return all(_short_item(item) and not SENTENCE_END_RE.search(item) for item in items)
 
 
 def drop_boilerplate_lines(text: str) -> str:
     lines = []
     for line in normalise_text(text).split("\n"):
         if len(line) <= BOILERPLATE_MAX_LINE and BOILERPLATE_LINE_RE.match(line):
+            continue
+        if is_menu_line(line):
             continue
         lines.append(line)
     return "\n".join(lines)

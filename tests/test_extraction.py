@@ -263,3 +263,45 @@ def test_quality_gate():
     assert sum(f1.values()) / len(f1) >= MIN_MEAN_F1, f1
     assert sum(titles) / len(titles) >= MIN_TITLE_ACCURACY
     assert sum(dates) / len(dates) >= MIN_DATE_ACCURACY
+
+
+# --- recall merge and flattened menus ------------------------------------------------------
+
+
+def test_recall_fills_list_items_inside_the_article_span():
+    from pipelines.extraction import merge_recall
+
+    precise = "Intro paragraph of the statement.\nClosing paragraph of the statement."
+    recall = ("Related news\nIntro paragraph of the statement.\n- First measure applies from today.\n"
+              "- Second measure applies next year.\nClosing paragraph of the statement.\nMore stories")
+    merged = merge_recall(precise, recall)
+    assert "First measure" in merged and "Second measure" in merged
+    assert "Related news" not in merged and "More stories" not in merged
+
+
+def test_recall_adding_only_text_around_the_article_is_ignored():
+    from pipelines.extraction import merge_recall
+
+    precise = "Intro paragraph of the statement.\nClosing paragraph of the statement."
+    recall = precise + "\nRead more: other release one.\nAnother headline that is related."
+    assert merge_recall(precise, recall) == precise
+
+
+def test_recall_shorter_than_precision_is_ignored():
+    from pipelines.extraction import merge_recall
+
+    assert merge_recall("One sentence here.\nAnother sentence here.", "One sentence here.") == (
+        "One sentence here.\nAnother sentence here.")
+
+
+@pytest.mark.parametrize("line, expected", [
+    (r"| Home \| News \| Contact us \| Site map |", True),
+    (r"| 文学城首页 \| 新闻直通车 \| 我的文学城 \| 热点论坛 |", True),
+    ("| Year | Budget | Spent | Remaining |", False),  # a data table row: kept
+    (r"The minister said \| quoting \| the report \| that it was late.", False),
+    ("Home | News", False),
+])
+def test_menu_lines(line, expected):
+    from pipelines.extraction import is_menu_line
+
+    assert is_menu_line(line) is expected
