@@ -1,32 +1,39 @@
-"""Archive scale: N synthetic releases written the way the store writes them, FTS kept in sync.
+"""Archive scale: N synthetic releases through the archive's writer, FTS kept in sync.
 
-Each batch goes through :func:`pipelines.history.apply_release` (release row +
-version 1) and :func:`pipelines.search_index.index_releases` in one
-transaction, like ``StorePipeline.flush``. Prints releases/s, the time of a
-full index rebuild, the file size and a sample search.
+Releases go through :class:`pipelines.store.ArchiveWriter` (the one writer of
+the crawl and of ``pressarchive ingest``) in batches, each one transaction that
+stores releases, version 1 and index entries. A worker process makes the
+releases and their search form, as the crawl's cleaning workers do, so the
+writing process only writes. Prints releases/s, the time of a full index
+rebuild, the file size and a sample search.
 
-``--transaction conn`` writes batches inside ``with db.conn:`` as store.py
-does today: with sqlite-utils 4 that opens no transaction, so every statement
-commits on its own; ``--transaction atomic`` (default) uses ``db.atomic()``.
+``--path apply`` stores every release through ``history.apply_release`` +
+``search_index.index_releases`` (the one-by-one path used for releases the
+archive already knows) for comparison.
 
 Goal (issue 9): >= 5,000 releases/s with FTS in sync.
 
-    python benchmarks/ingest.py [--releases 1000000] [--batch 1000] [--transaction atomic|conn]
+    python benchmarks/ingest.py [--releases 1000000] [--batch 2000] [--path writer|apply]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import contextlib
 import random
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from crawler.items import ReleaseItem
+from crawler.sources import Source
 from pipelines import history, search_index
 from pipelines.extraction import content_hash, word_count
 from pipelines.schema import open_archive
+from pipelines.store import ArchiveWriter, Prepared, Preparer
 
 WORDS = ("minister statement cooperation partners security trade human rights agreement officials region "
          "government international humanitarian assistance commitment progress review meeting talks climate "
@@ -34,6 +41,8 @@ WORDS = ("minister statement cooperation partners security trade human rights ag
 ZH = "外交部发言人表示中方愿同各方加强对话与合作共同维护地区和平稳定发展"
 SOURCES = [("ca-gac", "CA", "foreign_ministry", "en"), ("cn-mfa", "CN", "foreign_ministry", "zh"),
            ("uk-fcdo", "GB", "foreign_ministry", "en"), ("us-state", "US", "foreign_ministry", "en")]
+SOURCE_ROWS = {sid: Source(id=sid, name=sid, country=country, kind=kind, languages=[lang], article_pattern=".")
+               for sid, country, kind, lang in SOURCES}
 
 
 def text_pool(size: int = 4000) -> list[tuple[str, str]]:
@@ -51,54 +60,87 @@ def text_pool(size: int = 4000) -> list[tuple[str, str]]:
     return pool
 
 
-def synthetic(i: int, pool: list[tuple[str, str]], counted: list[int]) -> dict:
+def synthetic(i: int, pool: list[tuple[str, str]], counted: list[int]) -> ReleaseItem:
     source_id, country, kind, language = SOURCES[i % len(SOURCES)]
     day = datetime(2000, 1, 1) + timedelta(days=i % 9000)
     title, text = pool[i % len(pool)]
-    text = f"{text}\nReference {i}."  # every release distinct; hash and count come from the cleaning workers
-    words, digest = counted[i % len(counted)], content_hash(str(i))
-    seen = "2024-01-01T00:00:00Z"
-    return {
-        "url": f"https://{source_id}.example/news/{i}.html", "source_id": source_id, "fetched_url": None,
-        "title": title, "text": text, "published": day.strftime("%Y-%m-%d"), "year": day.year,
-        "date_source": "meta", "language": language, "word_count": words,
-        "content_hash": digest, "country": country, "kind": kind, "http_status": 200,
-        "content_type": "text/html", "encoding": "utf-8", "extractor": "bench", "last_seen": seen,
-    }
+    text = f"{text}\nReference {i}."  # every release distinct
+    url = f"https://{source_id}.example/news/{i}.html"
+    return ReleaseItem(
+        source_id=source_id, url=url, fetched_url=url, http_status=200, content_type="text/html",
+        http_charset="utf-8", fetched_at="2024-01-01T00:00:00Z", title=title, text=text,
+        published=day.strftime("%Y-%m-%d"), date_source="meta", language=language,
+        word_count=counted[i % len(counted)], content_hash=content_hash(str(i)), encoding="utf-8",
+        extractor="bench", text_status="text",
+    )
 
 
-def ingest(db, releases: int, batch: int, transaction: str) -> float:
-    pool = text_pool()
-    counted = [word_count(text) + 2 for _, text in pool]
+_POOL = None
+
+
+def make_batch(first: int, last: int) -> tuple[list[ReleaseItem], Prepared]:
+    """A worker's share: cleaned releases as a cleaning worker hands them over (search form
+    included) and the writer's rows for them (:meth:`Preparer.prepare`)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = text_pool()
+        _POOL = (_POOL, [word_count(text) + 2 for _, text in _POOL])
+    items = [synthetic(i, *_POOL) for i in range(first, last)]
+    for item in items:
+        item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
+    return items, Preparer(SOURCE_ROWS).prepare(items)
+
+
+def ingest(path: Path, releases: int, batch: int, mode: str) -> float:
+    """Worker process: makes and prepares batches. This process: ``writer.write``."""
+    writer = ArchiveWriter(path, sources=SOURCE_ROWS, cache_mb=256)
     now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    bounds = [(f, min(f + batch, releases)) for f in range(0, releases, batch)]
     started = time.perf_counter()
-    for start in range(0, releases, batch):
-        rows = [synthetic(i, pool, counted) for i in range(start, min(start + batch, releases))]
-        block = db.atomic() if transaction == "atomic" else db.conn
-        with block:
-            ids = [history.apply_release(db, row, now=now)[1] for row in rows]
-            search_index.index_releases(db, ids)
-        if start and start % (batch * 100) == 0:
-            done = start + len(rows)
-            print(f"  {done:,} releases, {done / (time.perf_counter() - started):,.0f}/s", flush=True)
-    return time.perf_counter() - started
+    waited = 0.0
+    with ProcessPoolExecutor(max_workers=1) as workers:
+        ahead = [workers.submit(make_batch, *b) for b in bounds[:3]]  # bounded read-ahead: memory stays flat
+        done = 0
+        for n in range(len(bounds)):
+            t0 = time.perf_counter()
+            items, prepared = ahead.pop(0).result()
+            waited += time.perf_counter() - t0
+            if n + 3 < len(bounds):
+                ahead.append(workers.submit(make_batch, *bounds[n + 3]))
+            if mode == "writer":
+                writer.write(items, prepared)
+            else:
+                with writer.db.atomic():
+                    ids = [history.apply_release(writer.db, writer._release_values(item), now=now)[1]
+                           for item in items]
+                    search_index.index_releases(writer.db, ids)
+            before, done = done, done + len(items)
+            if done // 100_000 > before // 100_000:
+                print(f"  {done:,} releases, {done / (time.perf_counter() - started):,.0f}/s "
+                      f"(writer waited {waited:.1f} s for batches)", flush=True)
+    seconds = time.perf_counter() - started
+    writer.close()
+    return seconds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--transaction", choices=("atomic", "conn"), default="atomic")
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--path", choices=("writer", "apply"), default="writer", dest="mode")
     parser.add_argument("--keep", type=Path, help="write the archive here instead of a temporary file")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         folder = args.keep.parent if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         path = args.keep or folder / "ingest.db"
-        db = open_archive(path)
-        search_index.ensure_search(db)
-        seconds = ingest(db, args.releases, args.batch, args.transaction)
+        seconds = ingest(path, args.releases, args.batch, args.mode)
         print(f"{args.releases:,} releases in {seconds:.1f} s = {args.releases / seconds:,.0f} releases/s "
-              f"(batches of {args.batch}, transaction={args.transaction}, FTS in sync)")
+              f"(batches of {args.batch}, {args.mode} path, FTS in sync); peak RSS of the writer "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+        db = open_archive(path)
+        rows = db.execute("select count(*) from releases").fetchone()[0]
+        indexed = db.execute("select count(*) from releases_fts_rows").fetchone()[0]
+        assert rows == indexed == args.releases, (rows, indexed)
         started = time.perf_counter()
         with db.atomic():
             search_index._rebuild(db)

@@ -33,7 +33,7 @@ OUTCOMES = ("new", "changed", "unchanged", "removed", "restored")
 class Ingester:
     def __init__(self, url: str, db_path: Path):
         self.server = connect(url)
-        self.writer = ArchiveWriter(db_path)
+        self.writer = ArchiveWriter(db_path, cache_mb=128)  # the single writer of many workers: bulk batches
         self.entries: dict[tuple[str, str], list[EntryFetch]] = {}
         self.stored = 0
 

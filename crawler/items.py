@@ -41,6 +41,9 @@ class ReleaseItem:
     content_hash: str | None = None
     word_count: int | None = None
     extractor: str | None = None
+    # (title, text) as the search index wants them, made by the cleaning worker so the
+    # archive's single writer does not spend its time on it (pipelines.search_index.search_form)
+    search_form: tuple | list | None = field(default=None, repr=False)
 
 
 @dataclass

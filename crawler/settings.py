@@ -29,6 +29,9 @@ DOWNLOAD_DELAY = 2.0
 DOWNLOAD_DELAY_JITTER = 0.25
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 1
+# Scrapy starts this many asyncio tasks for the output of every response; a release page yields
+# one item, so its default of 100 cost more reactor time than fetching the page (benchmarks/crawl.py).
+CONCURRENT_ITEMS = 4
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 2.0
 AUTOTHROTTLE_MAX_DELAY = 60.0
@@ -42,6 +45,9 @@ EXTENSIONS = {
 RETRY_ENABLED = True
 RETRY_TIMES = 2
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# A 429/503 with Retry-After is retried no sooner than asked, and its host is held meanwhile
+# (crawler/retry.py); a longer demand than this many seconds gives up on that URL for the run.
+RETRY_AFTER_MAX = 300
 DOWNLOAD_TIMEOUT = 30
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
@@ -55,6 +61,12 @@ DOWNLOADER_MIDDLEWARES = {
     # Refuses loopback/private/link-local targets a page or redirect points at (not the sources' own hosts),
     # before offsite (50) and robots.txt (100), so no connection is ever made.
     "crawler.ssrf.SSRFProtectionMiddleware": 40,
+    # robots.txt answering 5xx/429 = the whole site disallowed for the run (RFC 9309), crawler/robots.py.
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robots.StrictRobotsTxtMiddleware": 100,
+    # Retries that honour Retry-After on 429/503 (crawler/retry.py).
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.retry.RetryAfterMiddleware": 550,
     "crawler.warc.WarcCaptureMiddleware": 950,
 }
 SSRF_PROTECTION = True

@@ -111,6 +111,16 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
     }
 
 
+def clean_for_archive(*args) -> dict:
+    """:func:`clean_page` plus the search form of title and text, made here in the
+    worker so that the archive's single writer only has to store it."""
+    from pipelines import search_index
+
+    cleaned = clean_page(*args)
+    cleaned["search_form"] = (search_index.search_form(cleaned["title"]), search_index.search_form(cleaned["text"]))
+    return cleaned
+
+
 def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dict, languages):
     """trafilatura-based extraction, after the source's own selectors and URL date rule, if any.
 
@@ -272,13 +282,13 @@ class CleanPipeline:
 
     async def _run(self, item: ReleaseItem, args: tuple) -> dict:
         if self.workers <= 0:
-            return clean_page(*args)
+            return clean_for_archive(*args)
         for attempt in (1, 2):
             if self.pool is None:
                 self._start_pool()
             generation = self.generation
             try:
-                return await asyncio.wrap_future(self.pool.submit(clean_page, *args))
+                return await asyncio.wrap_future(self.pool.submit(clean_for_archive, *args))
             except BrokenProcessPool:
                 if generation == self.generation and self.pool is not None:  # first to notice: replace it
                     logger.warning("source '%s': a cleaning worker died while cleaning %s; restarting the pool",

@@ -14,7 +14,11 @@ Called by the spider / store pipeline as ``extract(body, url, ...)`` and by the
    (list items, subheadings, flattened layout tables: :func:`merge_recall`); both
    then lose boilerplate lines (:data:`BOILERPLATE_LINE_RE`: "Date modified",
    "Report a problem on this page", share widgets, breadcrumbs, cookie notices)
-   and flattened menus ("Home \\| News \\| Contact": :func:`is_menu_line`);
+   and flattened menus ("Home \\| News \\| Contact", "Transcript | mp4 | mp3", table rows of
+   many short cells: :func:`is_menu_line`; one item per line between "|" lines:
+   :func:`drop_menu_runs`); finally paragraphs and captions of the article container that
+   trafilatura discarded (embeds, slideshows) are put back (:func:`fill_dom_gaps`). Han-script
+   pages (judged on all visible text when they have no ``<p>``) get their layout tables unwrapped;
 4. headline: the ``<h1>`` when the ``<title>`` or ``og:title`` confirms it, else
    ``og:title`` / TRS ``ArticleTitle`` / the ``<title>`` minus its " | Site name"
    part, else the crawl's title hint;
@@ -46,7 +50,7 @@ from pipelines.encoding import decode_html
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = f"pressarchive-extract/2 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/3 trafilatura/{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -96,6 +100,27 @@ RECALL_SPAN_COVERAGE = 0.9
 # holds most of it and adds at most half again as much.
 RECALL_TABLE_COVERAGE = 0.7
 RECALL_TABLE_GROWTH = 1.5
+# DOM gap filling (fill_dom_gaps): blocks looked at, the share of the extracted paragraphs'
+# tokens the article container must hold, and what a block put back must look like.
+GAP_BLOCKS_XPATH = "//p | //h2 | //h3 | //h4 | //h5 | //h6"
+GAP_CONTAINER_SHARE = 0.9
+GAP_SHINGLE = 3
+GAP_MATCHED = 0.7
+GAP_NEW = 0.2
+GAP_DUPLICATE = 0.9
+GAP_MIN_TOKENS = 8
+GAP_MIN_CJK = 20
+GAP_HEADING_TOKENS = 12
+GAP_MAX_LINK_SHARE = 0.3
+GAP_END_RE = re.compile(r"([.!?。！？;；:：…][\"”’)]?|\))\s*$")
+# class/id words of blocks never put back: comments, promotions, teasers (besides BOILERPLATE_ATTR_RE).
+GAP_WIDGET_ATTR_RE = re.compile(
+    r"comment|respond|promo|donat|newsletter|subscri|teaser|recommend|popular|trending|sidebar|widget|"
+    r"(^|[\s_-])(ads?|advert\w*|more|next|prev|pager|pagination|menu|nav\w*|footer|header)($|[\s_-])",
+    re.IGNORECASE,
+)
+GAP_WIDGET_TAGS = {"nav", "aside", "header", "footer", "form", "script", "style", "noscript", "template",
+                   "button", "select", "iframe"}
 SENTENCE_END_RE = re.compile(r"[.!?。！？;；:：][\"”’)]?\s*$")
 
 BLOCK_TAGS = {
@@ -117,7 +142,7 @@ BOILERPLATE_LINE_RE = re.compile(
     r"date modified|last modified|last updated|page details|report a problem|share this( page| article)?"
     r"|share (on|via)\b|follow us|print( this page)?$|email this|back to top|top of page|you are here"
     r"|home\s*[>›»/|]|skip to (main )?content|cookies?\b|we use cookies|this (web)?site uses cookies"
-    r"|accept (all )?cookies|related (links|news|articles|content)\b"
+    r"|copyright\b|©|\(c\) ?\d{4}|all rights reserved|版权所有|accept (all )?cookies|related (links|news|articles|content|topics|stories)\b"
     r"|date de modification|signaler un problème|partager cette page|imprimer"
     r"|letzte änderung|zuletzt aktualisiert|seite (drucken|teilen)|diese seite (drucken|teilen|weiterempfehlen)|nach oben|zum seitenanfang"
     r"|打印本页|打印|关闭窗口|关闭|分享到|返回顶部|【\s*(打印|关闭|大|中|小|字体)"
@@ -130,6 +155,12 @@ BOILERPLATE_MAX_LINE = 120
 MENU_SEPARATOR_RE = re.compile(r"\s+\\\|\s+")
 MENU_MIN_SEPARATORS = 3
 MENU_ITEM_TOKENS = 4
+# The same in running text with plain " | " separators (two suffice: "Transcript | mp4 | mp3"),
+# and a line holding nothing but separators (a menu flattened one item per line).
+PLAIN_MENU_SEPARATOR_RE = re.compile(r"\s+\|\s+")
+PLAIN_MENU_MIN_SEPARATORS = 2
+MENU_ROW_CELLS = 8
+SEPARATOR_LINE_RE = re.compile(r"^[\s|•·/\\>»›\-–—]+$")
 
 TITLE_SEPARATORS_RE = re.compile(r"\s+[|\-–—:·»]\s+|\s*[|_]\s*|\s+::\s+")
 # Screen-reader-only headings ("Navigation und Service") are never the headline.
@@ -159,6 +190,8 @@ STOPWORDS = {
     "nl": {"de", "het", "een", "en", "van", "is", "dat", "op", "te", "niet", "met", "voor", "zijn", "aan", "ook"},
 }
 LANGUAGE_SAMPLE = 3000
+# Paragraph text shorter than this is too little to tell a page's script by.
+HAN_SAMPLE_CHARS = 200
 
 
 @dataclass
@@ -257,7 +290,17 @@ def site_family_text(tree) -> str | None:
 
 
 def _mostly_han(tree) -> bool:
-    sample = (tree.findtext(".//title") or "") + " ".join(tree.xpath("//body//p//text()")[:50])
+    """Han-script page: judged on paragraph text, or on all visible text when the page has
+    (almost) no ``<p>`` (table-laid-out portals and blogs put their text straight in cells).
+    Pages saved as a fragment (no ``<body>``) are judged on their root element."""
+    title = tree.findtext(".//title") or ""
+    root = tree.find("body")
+    root = tree if root is None else root
+    visible = "[not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::title)]"
+    sample = " ".join(root.xpath(".//p//text()" + visible)[:50])
+    if len(" ".join(sample.split())) < HAN_SAMPLE_CHARS:
+        sample = " ".join(root.xpath(".//text()" + visible))
+    sample = title + " ".join(sample.split())[:LANGUAGE_SAMPLE]
     return len(CJK_RE.findall(sample)) > 0.3 * max(1, len(sample))
 
 
@@ -354,22 +397,196 @@ def trafilatura_text(tree, url: str | None) -> str:
     # Fast mode (no readability/jusText fallback): the recall text only fills gaps, and the
     # fallback would double the cost of every page without a site-family container.
     recall = _trafilatura(tree, url, precision=False, recall=True, fast=True)
-    return merge_recall(drop_boilerplate_lines(text), drop_boilerplate_lines(recall))
+    merged = merge_recall(drop_boilerplate_lines(text), drop_boilerplate_lines(recall))
+    return fill_dom_gaps(tree, merged)
+
+
+
+def _block_text(element) -> str:
+    if element.find(".//script") is None and element.find(".//style") is None:
+        return " ".join(element.text_content().split())
+    return " ".join(" ".join(element.xpath(".//text()[not(ancestor::script or ancestor::style)]")).split())
+
+
+def _inside_widget(element, container) -> bool:
+    """Whether the element sits in a widget, menu or hidden block below the container."""
+    for node in element.iterancestors():
+        if node is container:
+            return False
+        if node.tag in GAP_WIDGET_TAGS or _is_boilerplate_element(node):
+            return True
+        if GAP_WIDGET_ATTR_RE.search(f"{node.get('class', '')} {node.get('id', '')}"):
+            return True
+        if "display:none" in (node.get("style") or "").replace(" ", "").lower():
+            return True
+    return False
+
+
+def _link_share(element) -> float:
+    total = len(_block_text(element)) or 1
+    return sum(len(_block_text(a)) for a in element.iter("a")) / total
+
+
+def _is_caption(element, container) -> bool:
+    """A photo caption: a figcaption, or a block in an element whose class/id says caption."""
+    for node in [element, *element.iterancestors()]:
+        if node is container:
+            return False
+        if node.tag == "figcaption" or "caption" in f"{node.get('class', '')} {node.get('id', '')}".lower():
+            return True
+    return False
+
+
+def _sentence_block(value: str) -> bool:
+    if not GAP_END_RE.search(value):
+        return False
+    tokens = _tokens(value)
+    han = sum(1 for t in tokens if CJK_RE.match(t))
+    return len(tokens) - han >= GAP_MIN_TOKENS or han >= GAP_MIN_CJK
+
+
+def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
+    if len(tokens) < GAP_SHINGLE:
+        return {tuple(tokens)} if tokens else set()
+    return {tuple(tokens[i:i + GAP_SHINGLE]) for i in range(len(tokens) - GAP_SHINGLE + 1)}
+
+
+def fill_dom_gaps(tree, text: str) -> str:
+    """Paragraphs and subheadings of the article container that trafilatura dropped.
+
+    trafilatura discards whole blocks by class name ("embed", "slide", "caption", "meta")
+    and some plain paragraphs of old pages; photo captions and subheadings inside the
+    article go with them. The article container is the deepest element holding (nearly)
+    all the extracted paragraphs; its other ``<p>`` blocks with sentence-length text and
+    few links, outside widgets (share, related, nav, forms), are put back in document
+    order, and so are its subheadings when article text follows them. Blocks are matched
+    to the text by token shingles, so whitespace and line-break differences do not matter.
+    """
+    if not text:
+        return text
+    lines = text.split("\n")
+    line_of: dict[tuple, int] = {}
+    for number, line in enumerate(lines):
+        for shingle in _shingles(_tokens(line)):
+            line_of.setdefault(shingle, number)
+    found: list[tuple] = []  # (element, line number of a matched block or None, value, coverage)
+    weights: Counter = Counter()
+    matched_total = 0
+    for element in tree.xpath(GAP_BLOCKS_XPATH):
+        value = _block_text(element)
+        tokens = _tokens(value)
+        if not tokens:
+            continue
+        shingles = _shingles(tokens)
+        hits = [line_of[sh] for sh in shingles if sh in line_of]
+        coverage = len(hits) / len(shingles)
+        line = max(hits) if coverage >= GAP_MATCHED and hits else None
+        found.append((element, line, value, coverage))
+        if line is not None and len(tokens) >= GAP_SHINGLE:
+            matched_total += len(tokens)
+            for ancestor in element.iterancestors():
+                weights[ancestor] += len(tokens)
+    if not matched_total:
+        return text
+    container, depth = None, -1
+    for element, line, _, _ in found:
+        if line is None:
+            continue
+        for level, ancestor in enumerate(reversed(list(element.iterancestors()))):
+            if level > depth and weights[ancestor] >= GAP_CONTAINER_SHARE * matched_total:
+                container, depth = ancestor, level
+    if container is None or container.tag in ("html", "body"):
+        return text
+    additions: dict[int, list[str]] = {}
+    after = -1
+    pending: list[str] = []
+    added: set[tuple] = set()
+    for element, line, value, coverage in found:
+        if line is not None:
+            after = max(after, line)
+        if not any(a is container for a in element.iterancestors()):
+            continue
+        if line is not None:
+            if pending:
+                additions.setdefault(after, []).extend(pending)  # headings before matched text
+                pending = []
+            continue
+        if coverage > GAP_NEW or _inside_widget(element, container) or _link_share(element) >= GAP_MAX_LINK_SHARE:
+            continue
+        shingles = _shingles(_tokens(value))
+        if len(shingles & added) >= GAP_DUPLICATE * len(shingles):
+            continue  # the same caption or teaser repeated (slideshows, galleries)
+        if element.tag in ("p", "figcaption"):
+            if _sentence_block(value) or (_is_caption(element, container) and len(_tokens(value)) >= GAP_MIN_TOKENS):
+                additions.setdefault(after, []).extend(pending + [value])
+                pending = []
+                added |= shingles
+        elif len(_tokens(value)) <= GAP_HEADING_TOKENS:
+            pending.append(value)
+    if not additions:
+        return text
+    out = list(additions.get(-1, []))
+    for number, line in enumerate(lines):
+        out.append(line)
+        out.extend(additions.get(number, []))
+    return "\n".join(out)
 
 
 def _short_item(item: str) -> bool:
+    if len(item) > 20 * MENU_ITEM_TOKENS:
+        return False
     words = WORD_RE.findall(item)
     han = sum(1 for w in words if CJK_RE.match(w))
     return len(words) - han + (han + 2) // 3 <= MENU_ITEM_TOKENS
 
 
 def is_menu_line(line: str) -> bool:
-    """A line that is only a separator-delimited list of short links (a flattened nav bar)."""
+    """A line that is only a separator-delimited list of short links (a flattened nav bar):
+    "Home \\| News \\| Contact \\| Site map" in a table cell, or "Transcript | Download mp4 |
+    Download mp3" in running text (table rows, which start with "|", are not menus)."""
+    if line.lstrip().startswith("|"):
+        # A table row of many short word cells ("| Home | News | Regions | ... |") is a menu bar
+        # laid out as a table; data rows hold numbers or fewer, longer cells.
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        cells = [cell for cell in cells if cell]
+        if (len(cells) >= MENU_ROW_CELLS and all(_menu_item_line(cell) for cell in cells)
+                and sum(1 for cell in cells if re.search(r"\d", cell)) <= len(cells) // 4):
+            return True
+    separator = MENU_SEPARATOR_RE
     if len(MENU_SEPARATOR_RE.findall(line)) < MENU_MIN_SEPARATORS:
-        return False
-    items = [item.strip(" |") for item in MENU_SEPARATOR_RE.split(line)]
+        if line.lstrip().startswith("|") or len(PLAIN_MENU_SEPARATOR_RE.findall(line)) < PLAIN_MENU_MIN_SEPARATORS:
+            return False
+        separator = PLAIN_MENU_SEPARATOR_RE
+    items = [item.strip(" |") for item in separator.split(line)]
     items = [item for item in items if item]
     return all(_short_item(item) and not SENTENCE_END_RE.search(item) for item in items)
+
+
+def _menu_item_line(line: str) -> bool:
+    return _short_item(line) and not SENTENCE_END_RE.search(line)
+
+
+def drop_menu_runs(lines: list[str]) -> list[str]:
+    """Drop menus flattened one item per line: short link lines between separator-only
+    lines ("What's New", "|", "Contact Us", "|", "Search"). A run needs at least
+    MENU_MIN_SEPARATORS separator lines; separator-only lines are dropped everywhere."""
+    if sum(1 for line in lines if SEPARATOR_LINE_RE.match(line)) < MENU_MIN_SEPARATORS - 1:
+        return [line for line in lines if not SEPARATOR_LINE_RE.match(line)]
+    keep = [True] * len(lines)
+    start = 0
+    while start < len(lines):
+        end, separators = start, 0
+        while end < len(lines) and (SEPARATOR_LINE_RE.match(lines[end]) or _menu_item_line(lines[end])):
+            separators += bool(SEPARATOR_LINE_RE.match(lines[end]))
+            end += 1
+        if separators >= MENU_MIN_SEPARATORS - 1 and end - start > separators:
+            # Only items adjacent to a separator belong to the menu.
+            for index in range(start, end):
+                near = any(SEPARATOR_LINE_RE.match(lines[j]) for j in (index - 1, index, index + 1)
+                           if start <= j < end)
+                keep[index] = not near
+        start = max(end, start + 1)
+    return [line for line, kept in zip(lines, keep) if kept and not SEPARATOR_LINE_RE.match(line)]
 
 
 def drop_boilerplate_lines(text: str) -> str:
@@ -380,7 +597,7 @@ def drop_boilerplate_lines(text: str) -> str:
         if is_menu_line(line):
             continue
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(drop_menu_runs(lines))
 
 
 def main_text(tree, url: str | None) -> str:

@@ -77,6 +77,18 @@ def _add_version(db, release_id, version, values, at, diff, change):
     )
 
 
+def add_first_versions(db, releases) -> None:
+    """Version 1 of releases just inserted: ``(release id, values)`` pairs, as one statement."""
+    db.conn.executemany(
+        """insert into release_versions (release_id, version, fetched_at, title, published, text,
+               content_hash, diff, change, extractor, warc_file, warc_offset, warc_length)
+           values (?, 1, ?, ?, ?, ?, ?, null, 'first', ?, ?, ?, ?)""",
+        [(release_id, v["last_changed"], v.get("title"), v.get("published"), v.get("text"), v.get("content_hash"),
+          v.get("extractor"), v.get("warc_file"), v.get("warc_offset"), v.get("warc_length"))
+         for release_id, v in releases],
+    )
+
+
 def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
                   schedule=RECHECK_HOURS, at: str | None = None) -> tuple[str, int]:
     """Insert or update one release; return (outcome, release id).

@@ -38,9 +38,16 @@ CATEGORY_RULES = (
 )
 
 
+def _compile(rules):
+    return tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in rules)
+
+
+_COMPILED = {id(rules): _compile(rules) for rules in (TITLE_RULES, URL_RULES, CATEGORY_RULES)}
+
+
 def _first(rules, text: str) -> str | None:
-    for kind, pattern in rules:
-        if re.search(pattern, text, re.IGNORECASE):
+    for kind, pattern in _COMPILED.get(id(rules)) or _compile(rules):
+        if pattern.search(text):
             return kind
     return None
 

@@ -305,3 +305,75 @@ def test_menu_lines(line, expected):
     from pipelines.extraction import is_menu_line
 
     assert is_menu_line(line) is expected
+
+
+# --- DOM gap filling, menus flattened one item per line, Han pages without <p> ---------------
+
+
+def test_captions_inside_the_article_container_are_put_back():
+    # trafilatura drops the "embed"/"slideshow" blocks whole; the captions belong to the release.
+    text = run("us_blog_embedded_captions.html").text
+    assert "reinforced levee with county engineers" in text
+    assert "sort donated food and blankets" in text  # a caption without final punctuation
+    assert text.count("measure the height and speed of the river") == 1
+    assert "Our Top Stories" not in text and "Levee Inspections Continue" not in text
+
+
+def test_gap_filling_skips_comments_and_text_outside_the_container():
+    from pipelines.extraction import fill_dom_gaps, parse_html
+
+    para = "The minister announced a new programme for rural schools, funded for five years. "
+    tree = parse_html(
+        "<html><body><div id='teasers'><p>Another story entirely, which is only a teaser for readers.</p></div>"
+        f"<div class='article'><p>{para}</p><p>{para.replace('rural', 'urban')}</p>"
+        "<div class='embed'><p>The minister visits a rural school in the north of the country, May 2, 2019.</p></div>"
+        "<ol class='commentlist'><li><p>What a great programme, thank you to everyone involved in it!</p></li></ol>"
+        "</div></body></html>")
+    text = f"{para.strip()}\n{para.replace('rural', 'urban').strip()}"
+    filled = fill_dom_gaps(tree, text)
+    assert "visits a rural school" in filled
+    assert "great programme" not in filled and "teaser" not in filled
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["What's New", "|", "Frequent Questions", "|", "Contact Us", "|", "Search", "The minister spoke today."],
+     ["The minister spoke today."]),
+    (["Statement by the minister.", "|", "Another sentence of the release."],
+     ["Statement by the minister.", "Another sentence of the release."]),
+    (["Budget", "Spent"], ["Budget", "Spent"]),
+])
+def test_menu_runs(lines, expected):
+    from pipelines.extraction import drop_menu_runs
+
+    assert drop_menu_runs(lines) == expected
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("Transcript | Download mp4 | Download mp3", True),
+    ("| 全国版 | 安徽省 | 北京市 | 重庆市 | 福建省 | 贵州省 | 广东省 | 广西省 | 甘肃省 |", True),
+    ("| 2017 | 2018 | 2019 | 2020 | 2021 | 2022 | 2023 | 2024 | 2025 |", False),  # data header
+    ("The report | annex | was published on Monday.", False),
+])
+def test_more_menu_lines(line, expected):
+    from pipelines.extraction import is_menu_line
+
+    assert is_menu_line(line) is expected
+
+
+@pytest.mark.parametrize("line", ["Related Topics: Floods", "| CopyRight 2012-2021 Example Site", "© Crown Copyright 1999"])
+def test_more_boilerplate_lines(line):
+    from pipelines.extraction import drop_boilerplate_lines
+
+    assert drop_boilerplate_lines(f"The release text itself.\n{line}") == "The release text itself."
+
+
+def test_han_page_without_paragraphs_or_body_is_recognised():
+    from pipelines.extraction import _mostly_han, parse_html
+
+    fragment = ("<table><tr><td><a href='/'>首页</a></td><td><a href='/news'>新闻</a></td></tr>"
+                "<tr><td>今天，市政府召开常务会议，研究部署汛期安全工作，要求各地压实责任、加强监测预警。<br>"
+                "会议强调，要确保人民群众生命财产安全。</td></tr></table><hr><table><tr><td>版权所有</td></tr></table>")
+    assert _mostly_han(parse_html(fragment))
+    english = ("<table><tr><td>The council met today to discuss the budget.</td></tr></table><hr>"
+               "<table><tr><td>Copyright</td></tr></table>")
+    assert not _mostly_han(parse_html(english))

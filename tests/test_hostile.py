@@ -341,8 +341,9 @@ def test_sitemap_with_50000_urls(tmp_path, site_server):
 
 @pytest.fixture
 def robots_sites(tmp_path, site_server):
-    """Three copies of the site whose robots.txt answers with HTML, 404 and 500."""
-    answers = {"html": {"body_file": "news/index.html"}, "missing": {"status": 404}, "broken": {"status": 500}}
+    """Copies of the site whose robots.txt answers with HTML, 404, 500, and 503 asking to come back tomorrow."""
+    answers = {"html": {"body_file": "news/index.html"}, "missing": {"status": 404}, "broken": {"status": 500},
+               "tomorrow": {"status": 503, "headers": {"Retry-After": "86400"}}}
     servers = {}
     for name, route in answers.items():
         root = tmp_path / name
@@ -358,11 +359,111 @@ def test_robots_txt_that_is_html_404_or_500(tmp_path, robots_sites):
     sources = tmp_path / "sources.toml"
     sources.write_text("".join(source_toml(name, s.base_url, listings=["/news/"]) for name, s in robots_sites.items()))
     result, db = run_crawl(tmp_path, sources)
-    runs = {r["source_id"]: r for r in db.query("select * from crawl_runs")}
-    for name, server in robots_sites.items():
-        assert server.paths[0] == "/robots.txt"
-        assert runs[name]["new"] == 1, (name, result.stderr[-3000:])
     assert "Traceback" not in result.stderr
+    runs = {r["source_id"]: r for r in db.query("select * from crawl_runs")}
+    # An HTML page or a 404 has no rules: everything is allowed (RFC 9309 2.3.1.3).
+    for name in ("html", "missing"):
+        assert robots_sites[name].paths[0] == "/robots.txt"
+        assert runs[name]["new"] == 1, (name, result.stderr[-3000:])
+    # A 500 (after the retries) means complete disallow for this run (RFC 9309 2.3.1.4): nothing else is fetched.
+    broken = robots_sites["broken"]
+    assert set(broken.paths) == {"/robots.txt"}, broken.paths
+    assert runs["broken"]["new"] == 0 and runs["broken"]["status"] != "ok"
+    assert runs["broken"]["refused"] >= 1 and runs["broken"]["errors"] >= 1
+    assert "robots.txt" in runs["broken"]["message"] and "HTTP 500" in runs["broken"]["message"]
+    warnings = [line for line in lines_with(result.stderr, "treating the site as disallowed") if " WARNING: " in line]
+    assert len(warnings) == 2, result.stderr[-3000:]
+    line = next(w for w in warnings if broken.base_url + " " in w)
+    assert f"robots.txt of {broken.base_url} answered HTTP 500: treating the site as disallowed" in line
+    assert "RFC 9309" in line and "will try again next run" in line
+    # 503 with a Retry-After beyond RETRY_AFTER_MAX: not retried, not waited for, the site disallowed.
+    tomorrow = robots_sites["tomorrow"]
+    assert tomorrow.paths == ["/robots.txt"]
+    assert runs["tomorrow"]["new"] == 0 and runs["tomorrow"]["refused"] >= 1
+    line = next(w for w in warnings if tomorrow.base_url + " " in w)
+    assert "HTTP 503 with Retry-After of 86400 s" in line
+    for name in ("html", "missing"):
+        assert not [w for w in warnings if robots_sites[name].base_url + " " in w]
+
+
+# -- Retry-After --------------------------------------------------------------------------------------
+
+
+def test_retry_after_is_honoured_for_the_whole_host(tmp_path, site_server):
+    """429 with Retry-After: 2 once: the retry, and every other request to the host, waits 2 s; a
+    Retry-After of a day (more than RETRY_AFTER_MAX) is given up on at once, and the crawl goes on."""
+    root = tmp_path / "site"
+    (root / "news" / "r").mkdir(parents=True)
+    pages = ["good-1", "good-2", "good-3", "busy", "later"]
+    for page in pages:
+        shutil.copy(SITE / "news" / "r" / "good-1.html", root / "news" / "r" / f"{page}.html")
+    # LIFO scheduling: the last links go out first, so the 429s come before the other pages.
+    (root / "news" / "index.html").write_text(" ".join(f'<a href="/news/r/{p}.html">{p}</a>' for p in pages))
+    (root / "_routes.json").write_text(json.dumps({
+        "/news/r/busy.html": {"status": 429, "times": 1, "headers": {"Retry-After": "2"}},
+        "/news/r/later.html": {"status": 429, "headers": {"Retry-After": "86400"}},
+    }))
+    server = site_server(root)
+    sources = tmp_path / "sources.toml"
+    sources.write_text(source_toml("polite", server.base_url, listings=["/news/"]))
+    result, db = run_crawl(tmp_path, sources)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    base = server.base_url
+
+    busy = [r for r in server.requests if r.path == "/news/r/busy.html"]
+    assert [r.status for r in busy] == [429, 200]
+    assert busy[1].received - busy[0].received >= 2.0
+    assert stored(db, base, "/news/r/busy.html")
+    assert not errors_for(result.stderr, base + "/news/r/busy.html")
+    # The whole host waited: nothing at all reached it in the 2 s after the 429 ...
+    held = [r for r in server.requests if busy[0].received < r.received < busy[0].received + 1.95]
+    assert not held, held
+    # ... and there was something to hold back: pages fetched after the 429.
+    assert [r for r in server.requests if r.received > busy[0].received and r.path != "/news/r/busy.html"]
+
+    # A day's wait is not waited for: one request, one line with the URL, the status and the wait.
+    assert server.paths.count("/news/r/later.html") == 1
+    lines = errors_for(result.stderr, base + "/news/r/later.html")
+    assert len(lines) == 1, lines or result.stderr[-3000:]
+    assert "HTTP 429" in lines[0] and "86400 s" in lines[0] and "RETRY_AFTER_MAX" in lines[0]
+    assert "source 'polite'" in lines[0]
+
+    run = next(db.query("select * from crawl_runs"))
+    assert run["new"] == 4 and run["errors"] == 1 and run["status"] == "partial"
+    assert "later.html" in run["message"]
+
+
+@pytest.mark.parametrize("header, date, expected", [
+    ("120", None, 120.0),
+    ("0", None, 0.0),
+    ("Wed, 20 Mar 2024 12:02:00 GMT", "Wed, 20 Mar 2024 12:00:00 GMT", 120.0),  # against the server's Date
+    ("Wed, 20 Mar 2024 11:00:00 GMT", "Wed, 20 Mar 2024 12:00:00 GMT", 0.0),  # in the past
+    ("soon", None, None),
+    ("-5", None, None),
+    ("", None, None),
+])
+def test_retry_after_values(header, date, expected):
+    from scrapy.http import Response
+
+    from crawler.retry import retry_after_seconds
+
+    headers = {"Retry-After": header} if header else {}
+    if date:
+        headers["Date"] = date
+    assert retry_after_seconds(Response("http://gov.example/", status=429, headers=headers)) == expected
+
+
+def test_retry_after_date_without_server_date_uses_the_clock():
+    import email.utils
+
+    from scrapy.http import Response
+
+    from crawler.retry import retry_after_seconds
+
+    now = 1_710_936_000.0
+    header = email.utils.formatdate(now + 90, usegmt=True)
+    response = Response("http://gov.example/", status=503, headers={"Retry-After": header})
+    assert retry_after_seconds(response, now=now) == 90.0
 
 
 # -- server-side request forgery ------------------------------------------------------------------------

@@ -173,6 +173,31 @@ def test_canned_search_ranks_and_highlights(client):
     assert status == 200 and response.json()["rows"] == []
 
 
+def test_canned_search_ranks_by_relevance_not_date(archive, client):
+    """BM25: how often the word occurs for the text's length, a title hit counting ten; never substrings."""
+    path, db = archive
+    filler = " ".join(["The delegation discussed trade and investment."] * 12)
+    add_releases(db, [
+        (20, "gov_ca", "ca", "en", "2010-01-01", "Sanctions on arms exports", "Short note. " + filler),
+        (21, "gov_ca", "ca", "en", "2011-01-01", "Readout", "Sanctions, sanctions and again sanctions."),
+        (22, "gov_ca", "ca", "en", "2024-12-01", "Readout of a call", filler + " It also touched on sanctions."),
+        (23, "gov_ca", "ca", "en", "2024-12-02", "Trade mission",
+         "Sanctionsregime sanctionsless presanctions: substrings only. " + filler + " One mention: sanctions."),
+    ])
+    status, response = client("/archive/search.json", q="sanctions", _shape="objects")
+    assert status == 200
+    # 21: three times in a short text; 20: in the title of a long one; 22 and 23: once each, 23 in a
+    # longer text (its "Sanctionsregime", "presanctions" are not the word). Newest (22, 23) come last.
+    assert [row["id"] for row in response.json()["rows"]] == [21, 20, 22, 23]
+    # Chinese: the string occurring more often in a shorter text ranks first, whatever the date.
+    add_releases(db, [
+        (30, "mfa_cn", "cn", "zh", "2009-01-01", "声明", "气候变化。应对气候变化。气候变化合作。"),
+        (31, "mfa_cn", "cn", "zh", "2024-11-11", "声明", "各方讨论了很多问题，" * 20 + "包括气候变化。"),
+    ])
+    status, response = client("/archive/search.json", q="气候变化", _shape="objects")
+    assert [row["id"] for row in response.json()["rows"]] == [30, 31]
+
+
 def test_html_in_archived_text_is_inert(client):
     status, response = client("/archive/releases/7")
     assert status == 200

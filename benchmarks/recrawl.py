@@ -7,7 +7,7 @@ clock, so no recheck is due), and prints requests, extractions and wall time
 of each run and their ratio. Goal: the second crawl makes <= 5% of the first
 crawl's requests and re-extracts nothing.
 
-    python benchmarks/incremental.py [--releases 500] [--per-page 20]
+    python benchmarks/recrawl.py [--releases 500] [--per-page 20]
 """
 
 from __future__ import annotations

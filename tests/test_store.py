@@ -1,0 +1,143 @@
+"""The archive writer on real SQLite files: the bulk path for new releases and the one-by-one path.
+
+``ArchiveWriter.write`` inserts a batch's new releases with a few
+``executemany`` calls (insert trigger paused inside the transaction) and
+sends everything else through ``history.apply_release``. Both must leave the
+same archive: rows, versions, counts and a search index that finds exactly
+the current text.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from crawler.items import ReleaseItem
+from crawler.sources import Source
+from pipelines import search_index
+from pipelines.store import ArchiveWriter, Preparer
+
+SOURCES = {"ca": Source(id="ca", name="Canada", country="CA", kind="foreign_ministry", languages=["en"],
+                        article_pattern=".")}
+
+
+def release(n: int, text: str | None = None, *, url: str | None = None, title: str | None = None,
+            fetched_at: str = "2024-03-01T10:00:00Z", parent_url: str | None = None) -> ReleaseItem:
+    url = url or f"https://www.example.gc.ca/news/{n}.html"
+    text = text or f"Statement number {n} on maritime cooperation.\nSecond paragraph of release {n}."
+    return ReleaseItem(
+        source_id="ca", url=url, fetched_url=url, http_status=200, content_type="text/html",
+        http_charset="utf-8", fetched_at=fetched_at, title=title or f"Release {n}", text=text,
+        published=f"2024-02-{1 + n % 28:02d}", date_source="meta", language="en", word_count=len(text.split()),
+        content_hash=f"{n:064x}", extractor="test", text_status="text", parent_url=parent_url,
+    )
+
+
+def matches(db, query: str) -> set[int]:
+    expr = search_index.rewrite_query(query)
+    return {row[0] % search_index.ID_BITS
+            for row in db.execute(f"select rowid from {search_index.FTS_TABLE} where {search_index.FTS_TABLE} "
+                                  "match ?", [expr])}
+
+
+def integrity(db):
+    assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+    db.execute(f"insert into {search_index.FTS_TABLE} ({search_index.FTS_TABLE}) values ('integrity-check')")
+    indexed = db.execute(f"select count(*) from {search_index.ROWS_TABLE}").fetchone()[0]
+    assert indexed == db.execute("select count(*) from releases").fetchone()[0]
+    trigger = db.execute("select 1 from sqlite_master where type = 'trigger' and name = 'releases_fts_on_insert'")
+    assert trigger.fetchone(), "the insert trigger is back after a bulk insert"
+
+
+@pytest.fixture
+def writer(tmp_path):
+    w = ArchiveWriter(tmp_path / "archive.db", sources=SOURCES)
+    yield w
+    w.close()
+
+
+def test_bulk_batch_of_new_releases(writer):
+    items = [release(n) for n in range(150)]  # >= 100: the bulk path with the trigger paused
+    writer.write(items)
+    db = writer.db
+    assert db.execute("select count(*) from releases").fetchone()[0] == 150
+    assert db.execute("select count(*) from release_versions where version = 1 and change = 'first'").fetchone()[0] == 150
+    row = db.execute("select country, kind, status, version_count, first_seen, next_check, statement_type "
+                     "from releases where url = ?", [items[7].url]).fetchone()
+    assert row == ("CA", "foreign_ministry", "live", 1, "2024-03-01T10:00:00Z", "2024-03-01T11:00:00Z",
+                   "other")
+    assert writer.counts[("ca", "new")] == 150
+    ids = dict(db.execute("select url, id from releases").fetchall())
+    assert matches(db, '"release 42"') == {ids[items[42].url]}
+    assert len(matches(db, "maritime")) == 150
+    integrity(db)
+
+
+def test_bulk_and_one_by_one_paths_in_one_batch(writer):
+    first = [release(n) for n in range(120)]
+    writer.write(first)
+    url = first[3].url
+    batch = [
+        release(3, "Statement number 3 was corrected: naval cooperation.", fetched_at="2024-03-02T10:00:00Z"),
+        release(4, fetched_at="2024-03-02T10:00:00Z"),  # same text: unchanged
+        *[release(n) for n in range(200, 320)],  # new: bulk
+        release(500, url="https://www.example.gc.ca/news/twin.html"),
+        release(500, url="http://www.example.gc.ca/news/twin.html", text="The http twin says something else."),
+        release(501, url="https://www.example.gc.ca/news/dup.html"),
+        release(501, url="https://www.example.gc.ca/news/dup.html", text="Second copy in the same batch, edited."),
+        release(600, url="https://www.example.gc.ca/docs/annex.pdf", parent_url="https://www.example.gc.ca/news/200.html"),
+    ]
+    writer.write(batch)
+    db = writer.db
+    count = db.execute("select count(*) from releases").fetchone()[0]
+    assert count == 120 + 120 + 2  # the twin and the duplicate are one release each
+    versions = db.execute("select version, change from release_versions v join releases r on r.id = v.release_id "
+                          "where r.url = ? order by version", [url]).fetchall()
+    assert versions == [(1, "first"), (2, "edit")]
+    twin = db.execute("select version_count, text from releases where url like '%twin.html'").fetchall()
+    assert twin == [(2, "The http twin says something else.")]
+    dup = db.execute("select version_count, text from releases where url like '%dup.html'").fetchone()
+    assert dup == (2, "Second copy in the same batch, edited.")
+    attached = db.execute("select r.url from release_files f join releases r on r.id = f.release_id").fetchall()
+    assert attached == [("https://www.example.gc.ca/news/200.html",)]
+    assert writer.counts[("ca", "changed")] == 3 and writer.counts[("ca", "unchanged")] == 1
+    ids = dict(db.execute("select url, id from releases").fetchall())
+    assert matches(db, "naval") == {ids[url]}
+    assert ids[url] not in matches(db, "maritime")  # the old wording is gone from the index
+    assert matches(db, "twin") == {ids["https://www.example.gc.ca/news/twin.html"]}
+    integrity(db)
+
+
+def test_prepared_in_another_process_gives_the_same_archive(tmp_path):
+    items = [release(n) for n in range(130)] + [release(5, "Edited text of five.", fetched_at="2024-03-05T00:00:00Z")]
+    for item in items:
+        item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
+    shipped = pickle.loads(pickle.dumps((items, Preparer(SOURCES).prepare(items))))  # as from a worker process
+    a = ArchiveWriter(tmp_path / "a.db", sources=SOURCES)
+    a.write(*shipped)
+    b = ArchiveWriter(tmp_path / "b.db", sources=SOURCES)
+    for item in items:
+        item.search_form = None
+    b.write(items)
+    columns = "url, title, text, published, version_count, country, kind, statement_type, next_check"
+    dump = "select {} from releases order by url"
+    assert a.db.execute(dump.format(columns)).fetchall() == b.db.execute(dump.format(columns)).fetchall()
+    fts = f"select fts_rowid, fingerprint from {search_index.ROWS_TABLE} order by 1"
+    assert a.db.execute(fts).fetchall() == b.db.execute(fts).fetchall()
+    integrity(a.db)
+    integrity(b.db)
+    a.close()
+    b.close()
+
+
+def test_insert_or_replace_by_another_writer_is_still_reindexed(writer):
+    writer.write([release(n) for n in range(110)])
+    url = "https://www.example.gc.ca/news/9.html"
+    writer.db.execute("insert or replace into releases (url, source_id, title, text, published) "
+                      "values (?, 'ca', 'Replaced', 'Entirely replaced wording about fisheries.', '2024-02-10')", [url])
+    search_index.ensure_search(writer.db)
+    ids = dict(writer.db.execute("select url, id from releases").fetchall())
+    assert matches(writer.db, "fisheries") == {ids[url]}
+    assert len(matches(writer.db, "maritime")) == 109
+    integrity(writer.db)
