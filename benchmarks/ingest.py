@@ -82,9 +82,9 @@ def make_batch(first: int, last: int) -> tuple[list[ReleaseItem], Prepared]:
     """A worker's share: cleaned releases as a cleaning worker hands them over (search form
     included) and the writer's rows for them (:meth:`Preparer.prepare`)."""
     global _POOL
-    if _POOL is None:
-        _POOL = text_pool()
-        _POOL = (_POOL, [word_count(text) + 2 for _, text in _POOL])
+    if _POOL is None:  # once per worker process
+        pool = text_pool()
+        _POOL = (pool, [word_count(text) + 2 for _, text in pool])
     items = [synthetic(i, *_POOL) for i in range(first, last)]
     for item in items:
         item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))

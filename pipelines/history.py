@@ -66,27 +66,25 @@ def _event(db, release_id, event, at, http_status=None, detail=None):
     )
 
 
+VERSION_INSERT = """insert into release_versions (release_id, version, fetched_at, title, published, text,
+    content_hash, diff, change, extractor, warc_file, warc_offset, warc_length)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def _version_row(release_id, version, values, at, diff, change) -> list:
+    return [release_id, version, at, values.get("title"), values.get("published"), values.get("text"),
+            values.get("content_hash"), diff, change, values.get("extractor"), values.get("warc_file"),
+            values.get("warc_offset"), values.get("warc_length")]
+
+
 def _add_version(db, release_id, version, values, at, diff, change):
-    db.execute(
-        """insert into release_versions (release_id, version, fetched_at, title, published, text,
-               content_hash, diff, change, extractor, warc_file, warc_offset, warc_length)
-           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [release_id, version, at, values.get("title"), values.get("published"), values.get("text"),
-         values.get("content_hash"), diff, change, values.get("extractor"), values.get("warc_file"),
-         values.get("warc_offset"), values.get("warc_length")],
-    )
+    db.execute(VERSION_INSERT, _version_row(release_id, version, values, at, diff, change))
 
 
 def add_first_versions(db, releases) -> None:
     """Version 1 of releases just inserted: ``(release id, values)`` pairs, as one statement."""
-    db.conn.executemany(
-        """insert into release_versions (release_id, version, fetched_at, title, published, text,
-               content_hash, diff, change, extractor, warc_file, warc_offset, warc_length)
-           values (?, 1, ?, ?, ?, ?, ?, null, 'first', ?, ?, ?, ?)""",
-        [(release_id, v["last_changed"], v.get("title"), v.get("published"), v.get("text"), v.get("content_hash"),
-          v.get("extractor"), v.get("warc_file"), v.get("warc_offset"), v.get("warc_length"))
-         for release_id, v in releases],
-    )
+    db.conn.executemany(VERSION_INSERT, [_version_row(release_id, 1, values, values["last_changed"], None, "first")
+                                         for release_id, values in releases])
 
 
 def apply_release(db, values: dict, *, now: datetime, change: str = "edit",

@@ -232,12 +232,16 @@ def _create(db: sqlite_utils.Database) -> None:
         f"union all select id, {columns} from releases where url = new.url and id is not new.id "
         f"and not exists (select 1 from {PENDING_TABLE} where release_id = releases.id); end",
     }
+    stored = dict(db.execute("select name, sql from sqlite_master where type = 'trigger'").fetchall())
     for name, body in triggers.items():
-        db.execute(f"drop trigger if exists {name}")  # an older archive gets the current definition
-        db.execute(f"create trigger {name} {body}")
+        if stored.get(name) != f"CREATE TRIGGER {name} {body}":  # new, or an older archive's definition
+            db.execute(f"drop trigger if exists {name}")
+            db.execute(f"CREATE TRIGGER {name} {body}")
     # Tokens of a write are gathered in memory and written out as one segment when this
     # much is pending (FTS5's default, 1 MB, writes and later merges ~3 segments a batch).
-    db.execute(f"insert into {FTS_TABLE} ({FTS_TABLE}, rank) values ('hashsize', {HASH_SIZE})")
+    hashsize = db.execute(f"select v from {FTS_TABLE}_config where k = 'hashsize'").fetchone()
+    if hashsize is None or hashsize[0] != HASH_SIZE:
+        db.execute(f"insert into {FTS_TABLE} ({FTS_TABLE}, rank) values ('hashsize', {HASH_SIZE})")
 
 
 @contextlib.contextmanager

@@ -38,15 +38,15 @@ CATEGORY_RULES = (
 )
 
 
-def _compile(rules):
+def _compiled(rules):
     return tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in rules)
 
 
-_COMPILED = {id(rules): _compile(rules) for rules in (TITLE_RULES, URL_RULES, CATEGORY_RULES)}
+TITLE_RULES, URL_RULES, CATEGORY_RULES = map(_compiled, (TITLE_RULES, URL_RULES, CATEGORY_RULES))
 
 
 def _first(rules, text: str) -> str | None:
-    for kind, pattern in _COMPILED.get(id(rules)) or _compile(rules):
+    for kind, pattern in rules:
         if pattern.search(text):
             return kind
     return None

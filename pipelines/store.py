@@ -184,12 +184,7 @@ class ArchiveWriter(Preparer):
                 candidates[item.url] = n
         if not candidates:
             return list(range(len(items)))
-        urls = list(candidates) + [scheme_twin(url) for url in candidates]
-        known = set()
-        for start in range(0, len(urls), 400):
-            chunk = urls[start : start + 400]
-            known.update(row[0] for row in self.db.execute(
-                f"select url from releases where url in ({', '.join('?' * len(chunk))})", chunk))
+        known = set(self._ids_by_url(list(candidates) + [scheme_twin(url) for url in candidates]))
         fresh, seen = [], set()
         for url, n in candidates.items():
             if url in known or scheme_twin(url) in known or scheme_twin(url) in seen:
@@ -213,11 +208,7 @@ class ArchiveWriter(Preparer):
                 f"values ({', '.join('?' for _ in columns)})",
                 [[row[c] for c in columns] for row in rows],
             )
-        ids = {}
-        for start in range(0, len(rows), 400):
-            chunk = [row["url"] for row in rows[start : start + 400]]
-            ids.update(self.db.execute(
-                f"select url, id from releases where url in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        ids = self._ids_by_url([row["url"] for row in rows])
         history.add_first_versions(self.db, [(ids[row["url"]], row) for row in rows])
         entries = []
         for n, row in zip(fresh, rows):
@@ -226,6 +217,15 @@ class ArchiveWriter(Preparer):
         search_index.insert_prepared(self.db, entries)
         inserted = set(fresh)
         return [n for n in range(len(items)) if n not in inserted]
+
+    def _ids_by_url(self, urls) -> dict[str, int]:
+        """url -> id of the releases with these URLs (in chunks: SQLite limits bound parameters)."""
+        ids = {}
+        for start in range(0, len(urls), 400):
+            chunk = urls[start : start + 400]
+            ids.update(self.db.execute(
+                f"select url, id from releases where url in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return ids
 
     def _store_attachment(self, item: ReleaseItem):
         """A document linked from a release page: kept in release_files, tied to its release."""

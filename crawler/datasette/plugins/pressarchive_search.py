@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import unicodedata
 
@@ -144,9 +146,6 @@ class Ranker:
         self.rows.append((fts_rowid, counts, len(text) or 1))  # characters: any language
 
     def finalize(self):
-        import json
-        import math
-
         if not self.rows:
             return "[]"
         n = len(self.rows)
