@@ -9,7 +9,8 @@ Called by the spider / store pipeline as ``extract(body, url, ...)`` and by the
 3. main text: a site-family body container when the page has one
    (:data:`BODY_CONTAINERS`: TRS CMS ``.TRS_Editor``, GOV.UK ``.gem-c-govspeak``,
    canada.ca/WET ``main[property=mainContentOfPage]``, Drupal ``.field--name-body``,
-   WordPress ``.entry-content`` ...), else trafilatura favouring precision,
+   WordPress ``.entry-content`` ...), else trafilatura favouring precision
+   (its readability/jusText fallback only when its own pass looks short),
    completed by its recall mode where that only fills gaps inside the article
    (list items, subheadings, flattened layout tables: :func:`merge_recall`); both
    then lose boilerplate lines (:data:`BOILERPLATE_LINE_RE`: "Date modified",
@@ -50,7 +51,7 @@ from pipelines.encoding import decode_html
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = f"pressarchive-extract/3 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/4 trafilatura/{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -91,6 +92,10 @@ LAYOUT_CELL_CHARS = 200
 # Below this, precision-mode output is suspect and balanced mode is tried too.
 SHORT_TEXT_CHARS = 400
 SHORT_TEXT_CJK = 150
+# trafilatura's readability/jusText fallback runs only when its own precision pass finds fewer
+# tokens than this, or less than this share of its recall pass (see trafilatura_text).
+FALLBACK_MIN_TOKENS = 150
+FALLBACK_RECALL_SHARE = 0.8
 # Recall-mode text is merged in only when it fills gaps inside the precision text's span
 # with sentence-like lines (or long table rows), never when it only adds text around it.
 RECALL_SENTENCE_SHARE = 0.45
@@ -180,6 +185,8 @@ SCRIPTS = (
     ("he", re.compile(r"[\u0590-\u05ff]")),
     ("th", re.compile(r"[\u0e00-\u0e7f]")),
 )
+NON_LATIN_RE = re.compile("|".join(pattern.pattern for _, pattern in SCRIPTS))
+LETTER_RE = re.compile(r"[^\W\d_]")
 STOPWORDS = {
     "en": {"the", "and", "of", "to", "in", "is", "that", "for", "with", "on", "was", "are", "by", "this", "be"},
     "fr": {"le", "la", "les", "et", "des", "du", "est", "une", "que", "pour", "dans", "sur", "au", "par", "qui"},
@@ -277,10 +284,24 @@ def _enough_text(text: str) -> bool:
     return len(text) >= MIN_CONTAINER_CHARS or len(CJK_RE.findall(text)) >= MIN_CONTAINER_CJK
 
 
+def _container_marker(xpath: str) -> str:
+    """The class, id or property value a BODY_CONTAINERS expression needs."""
+    match = re.search(r"' ([\w-]+) '|='([^']+)'", xpath)  # ' TRS_Editor ' or @id='News_Body_Txt_A'
+    return match.group(1) or match.group(2)
+
+
+# (marker, compiled expression): a page whose attributes lack the marker is not searched.
+_CONTAINERS = tuple((_container_marker(x), etree.XPath(x)) for x in BODY_CONTAINERS)
+_MARKER_ATTRIBUTES = etree.XPath("//@class | //@id | //@property")
+
+
 def site_family_text(tree) -> str | None:
     """Main text from a known site-family body container, or None when there is none."""
-    for xpath in BODY_CONTAINERS:
-        nodes = tree.xpath(xpath)
+    attributes = " ".join(_MARKER_ATTRIBUTES(tree))
+    for marker, xpath in _CONTAINERS:
+        if marker not in attributes:
+            continue
+        nodes = xpath(tree)
         # Nested matches (a container inside another) would repeat text: keep outermost only.
         outer = [n for n in nodes if not any(a in nodes for a in n.iterancestors())]
         text = "\n".join(container_text(node) for node in outer)
@@ -385,18 +406,22 @@ def trafilatura_text(tree, url: str | None) -> str:
     han = _mostly_han(tree)
     if han:
         unwrap_layout_tables(tree)
-    # On Han-script pages trafilatura's fallback comparison (readability, jusText with its
-    # stopword lists, useless on unsegmented Chinese) costs a third of the time and changes
-    # almost nothing: skip it there, keeping the recall pass within the time budget.
-    text = _trafilatura(tree, url, precision=True, fast=han)
+    # trafilatura's fallback comparison (readability, then jusText) costs two thirds of an
+    # extraction. It is run only when trafilatura's own pass looks short: under
+    # FALLBACK_MIN_TOKENS, or under FALLBACK_RECALL_SHARE of what recall mode finds (it missed
+    # part of the article). Never on Han-script pages: jusText's stopword lists are useless on
+    # unsegmented Chinese, and the comparison changed almost nothing there.
+    text = _trafilatura(tree, url, precision=True, fast=True)
+    # Fast mode (no fallback): the recall text only fills gaps.
+    recall = _trafilatura(tree, url, precision=False, recall=True, fast=True)
+    found = len(_tokens(text))
+    if not han and (found < FALLBACK_MIN_TOKENS or found < FALLBACK_RECALL_SHARE * len(_tokens(recall))):
+        text = _trafilatura(tree, url, precision=True)
     if len(text) < SHORT_TEXT_CHARS and len(CJK_RE.findall(text)) < SHORT_TEXT_CJK:
         # Precision mode sometimes discards the whole body of short, plain pages.
         balanced = _trafilatura(tree, url, precision=False, fast=han)
         if len(balanced) > len(text):
             text = balanced
-    # Fast mode (no readability/jusText fallback): the recall text only fills gaps, and the
-    # fallback would double the cost of every page without a site-family container.
-    recall = _trafilatura(tree, url, precision=False, recall=True, fast=True)
     merged = merge_recall(drop_boilerplate_lines(text), drop_boilerplate_lines(recall))
     return fill_dom_gaps(tree, merged)
 
@@ -695,10 +720,10 @@ def _declared_language(tree) -> str | None:
 
 def detect_language(tree, text: str, title: str | None, expected: list[str] | None) -> str | None:
     sample = f"{title or ''}\n{text}"[:LANGUAGE_SAMPLE]
-    letters = sum(1 for c in sample if c.isalpha()) or 1
+    letters = len(LETTER_RE.findall(sample)) or 1
     declared = _declared_language(tree)
     expected = [e.split("-")[0].lower() for e in expected or []]
-    for code, pattern in SCRIPTS:
+    for code, pattern in SCRIPTS if NON_LATIN_RE.search(sample) else ():
         share = len(pattern.findall(sample)) / letters
         # Kana or hangul in a Han page is a strong sign; Han alone needs to dominate.
         if (code in ("ja", "ko") and share > 0.05) or share > 0.3:
