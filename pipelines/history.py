@@ -81,10 +81,10 @@ def _add_version(db, release_id, version, values, at, diff, change):
     db.execute(VERSION_INSERT, _version_row(release_id, version, values, at, diff, change))
 
 
-def add_first_versions(db, releases) -> None:
-    """Version 1 of releases just inserted: ``(release id, values)`` pairs, as one statement."""
-    db.conn.executemany(VERSION_INSERT, [_version_row(release_id, 1, values, values["last_changed"], None, "first")
-                                         for release_id, values in releases])
+def first_version_row(values: dict) -> tuple:
+    """Version 1 of a new release (``values``: its whole row), without the release id that
+    comes first in :data:`VERSION_INSERT`'s parameters."""
+    return tuple(_version_row(None, 1, values, values["last_changed"], None, "first")[1:])
 
 
 def apply_release(db, values: dict, *, now: datetime, change: str = "edit",

@@ -168,9 +168,18 @@ def _ensure_table(db, name, columns, pk, **kwargs):
     return table
 
 
+# Page size of new archive files (SQLite's default is 4096; existing files keep theirs). A
+# release row holds its whole text, a few KB, which overflows 4 KB pages into chains of
+# overflow pages. With 32 KB pages, benchmarks/ingest.py wrote 200,000 releases 36% faster
+# (same code), the file is 17% smaller, and search latency is unchanged (benchmarks/search.py).
+PAGE_SIZE = 32768
+
+
 def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     """Create or migrate the archive tables; switch the file to WAL mode."""
     if db.conn.execute("PRAGMA database_list").fetchone()[2]:
+        if db.conn.execute("select count(*) from sqlite_master").fetchone()[0] == 0:
+            db.execute(f"pragma page_size = {PAGE_SIZE}")  # a new archive
         db.enable_wal()
     _ensure_table(db, "sources", SOURCES_COLUMNS, "id")
     releases = _ensure_table(db, "releases", RELEASES_COLUMNS, "id")

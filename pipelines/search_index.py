@@ -87,7 +87,10 @@ def search_form(value) -> str:
     """The text FTS5 indexes for ``value``: NFKC, CJK runs as bigrams."""
     if value is None:
         return ""
-    text = unicodedata.normalize("NFKC", str(value))
+    text = str(value)
+    if text.isascii():  # already NFKC, and no CJK: most English releases
+        return text
+    text = unicodedata.normalize("NFKC", text)
     return CJK_RUN.sub(lambda m: f" {_bigrams(m.group(), True)} ", text)
 
 

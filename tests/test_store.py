@@ -141,3 +141,26 @@ def test_insert_or_replace_by_another_writer_is_still_reindexed(writer):
     assert matches(writer.db, "fisheries") == {ids[url]}
     assert len(matches(writer.db, "maritime")) == 109
     integrity(writer.db)
+
+
+def test_new_archive_gets_large_pages_and_an_old_one_keeps_its_own(tmp_path):
+    import sqlite3
+
+    from pipelines.schema import PAGE_SIZE
+
+    new = ArchiveWriter(tmp_path / "new.db", sources=SOURCES)
+    new.write([release(1, "A long text. " * 400)])
+    assert new.db.execute("pragma page_size").fetchone()[0] == PAGE_SIZE == 32768
+    assert new.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    new.close()
+    # An archive made before (SQLite's default 4 KB pages) is opened as it is, never rewritten.
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("create table notes (x)")
+    conn.commit()
+    conn.close()
+    old = ArchiveWriter(tmp_path / "old.db", sources=SOURCES)
+    old.write([release(2)])
+    assert old.db.execute("pragma page_size").fetchone()[0] == 4096
+    assert old.db.execute("select count(*) from releases").fetchone()[0] == 1
+    assert matches(old.db, "maritime") == {1}
+    old.close()
