@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
+from typing import NamedTuple
 
 from scrapy import signals
 
@@ -53,15 +54,20 @@ def run_status(reason: str, entry_ok: int, errors: int) -> str:
     return "partial" if errors else "ok"
 
 
+class PreparedRelease(NamedTuple):
+    values: dict  # the ``releases`` columns the item sets
+    index: tuple  # search-index values (search_index.index_values)
+    new_row: tuple  # should the archive not know it yet: its whole new row, in Prepared.columns order
+    first_version: tuple  # ... and its version 1 row without the release id
+
+
 class Prepared:
-    """What :meth:`ArchiveWriter.prepare` made for a batch. Per item (same order), for a
-    release: its ``releases`` values, its search-index values, and, should the archive not
-    know it yet, its whole new ``releases`` row (a tuple in :attr:`columns` order) and its
-    version 1 row without the release id; else None. Picklable, so it can be made in
+    """What :meth:`ArchiveWriter.prepare` made for a batch: per item (same order), a
+    :class:`PreparedRelease` for a release, else None. Picklable, so it can be made in
     another process."""
 
     def __init__(self, count: int):
-        self.rows: list[tuple[dict, tuple, tuple, tuple] | None] = [None] * count
+        self.rows: list[PreparedRelease | None] = [None] * count
         self.columns: tuple[str, ...] | None = None
 
 
@@ -87,8 +93,9 @@ class Preparer:
                 values = self._release_values(item)
                 first = self._new_release(values)
                 prepared.columns = prepared.columns or tuple(first)
-                prepared.rows[n] = (values, search_index.index_values(dict(values, search_form=item.search_form)),
-                                    tuple(first.values()), history.first_version_row(first))
+                prepared.rows[n] = PreparedRelease(
+                    values, search_index.index_values(dict(values, search_form=item.search_form)),
+                    tuple(first.values()), history.first_version_row(first))
         return prepared
 
     def _new_release(self, values: dict) -> dict:
@@ -182,7 +189,7 @@ class ArchiveWriter(Preparer):
                     self._store_attachment(item)
                     continue
                 if isinstance(item, ReleaseItem):
-                    outcome, release_id, restored = self._store_release(item, prepared.rows[n][0])
+                    outcome, release_id, restored = self._store_release(item, prepared.rows[n].values)
                 else:
                     outcome, release_id, restored = self._store_check(item)
                 if outcome in ("new", "changed", "unchanged", "removed"):
@@ -218,13 +225,13 @@ class ArchiveWriter(Preparer):
             self.db.conn.executemany(
                 f"insert into releases ({', '.join(f'[{c}]' for c in columns)}) "
                 f"values ({', '.join('?' for _ in columns)})",
-                [row[2] for row in rows],
+                [row.new_row for row in rows],
             )
-        urls = [row[0]["url"] for row in rows]
-        ids = self._ids_by_url(urls)
-        self.db.conn.executemany(history.VERSION_INSERT, [(ids[url], *row[3]) for url, row in zip(urls, rows)])
+        by_url = self._ids_by_url([row.values["url"] for row in rows])
+        ids = [by_url[row.values["url"]] for row in rows]
+        self.db.conn.executemany(history.VERSION_INSERT, [(i, *row.first_version) for i, row in zip(ids, rows)])
         search_index.insert_prepared(
-            self.db, [search_index.entry(ids[url], row[0]["published"], row[1]) for url, row in zip(urls, rows)])
+            self.db, [search_index.entry(i, row.values["published"], row.index) for i, row in zip(ids, rows)])
         for n in fresh:
             self._count(items[n].source_id, "new")
         inserted = set(fresh)

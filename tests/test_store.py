@@ -10,12 +10,14 @@ the current text.
 from __future__ import annotations
 
 import pickle
+import sqlite3
 
 import pytest
 
 from crawler.items import ReleaseItem
 from crawler.sources import Source
 from pipelines import search_index
+from pipelines.schema import PAGE_SIZE
 from pipelines.store import ArchiveWriter, Preparer
 
 SOURCES = {"ca": Source(id="ca", name="Canada", country="CA", kind="foreign_ministry", languages=["en"],
@@ -144,10 +146,6 @@ def test_insert_or_replace_by_another_writer_is_still_reindexed(writer):
 
 
 def test_new_archive_gets_large_pages_and_an_old_one_keeps_its_own(tmp_path):
-    import sqlite3
-
-    from pipelines.schema import PAGE_SIZE
-
     new = ArchiveWriter(tmp_path / "new.db", sources=SOURCES)
     new.write([release(1, "A long text. " * 400)])
     assert new.db.execute("pragma page_size").fetchone()[0] == PAGE_SIZE == 32768
