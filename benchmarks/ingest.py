@@ -3,8 +3,9 @@
 Releases go through :class:`pipelines.store.ArchiveWriter` (the one writer of
 the crawl and of ``pressarchive ingest``) in batches, each one transaction that
 stores releases, version 1 and index entries. A worker process makes the
-releases and their search form, as the crawl's cleaning workers do, so the
-writing process only writes. Prints releases/s, the time of a full index
+releases and their search form, as the crawl's cleaning workers do, and the
+rows the writer stores (``Preparer.prepare``), so the writing process only
+writes (``ArchiveWriter.write_prepared``). Prints releases/s, the time of a full index
 rebuild, the file size and a sample search.
 
 ``--path apply`` stores every release through ``history.apply_release`` +
@@ -13,7 +14,7 @@ archive already knows) for comparison.
 
 Goal (issue 9): >= 5,000 releases/s with FTS in sync.
 
-    python benchmarks/ingest.py [--releases 1000000] [--batch 2000] [--path writer|apply]
+    python benchmarks/ingest.py [--releases 1000000] [--batch 20000] [--path writer|apply]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from crawler.sources import Source
 from pipelines import history, search_index
 from pipelines.extraction import content_hash, word_count
 from pipelines.schema import open_archive
-from pipelines.store import ArchiveWriter, Prepared, Preparer
+from pipelines.store import ArchiveWriter, Preparer
 
 WORDS = ("minister statement cooperation partners security trade human rights agreement officials region "
          "government international humanitarian assistance commitment progress review meeting talks climate "
@@ -78,9 +79,10 @@ def synthetic(i: int, pool: list[tuple[str, str]], counted: list[int]) -> Releas
 _POOL = None
 
 
-def make_batch(first: int, last: int) -> tuple[list[ReleaseItem], Prepared]:
+def make_batch(first: int, last: int, mode: str = "writer"):
     """A worker's share: cleaned releases as a cleaning worker hands them over (search form
-    included) and the writer's rows for them (:meth:`Preparer.prepare`)."""
+    included), and for the writer path the rows the writer stores for them
+    (:meth:`Preparer.prepare`): all the writer process is sent."""
     global _POOL
     if _POOL is None:  # once per worker process
         pool = text_pool()
@@ -88,33 +90,58 @@ def make_batch(first: int, last: int) -> tuple[list[ReleaseItem], Prepared]:
     items = [synthetic(i, *_POOL) for i in range(first, last)]
     for item in items:
         item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
-    return items, Preparer(SOURCE_ROWS).prepare(items)
+    return Preparer(SOURCE_ROWS).prepare(items) if mode == "writer" else items
 
 
-def ingest(path: Path, releases: int, batch: int, mode: str) -> float:
-    """Worker process: makes and prepares batches. This process: ``writer.write``."""
-    writer = ArchiveWriter(path, sources=SOURCE_ROWS, cache_mb=256)
+READ_AHEAD = 2  # chunks made ahead of the writer, beyond one transaction's worth
+
+
+def batch_bounds(releases: int, batch: int) -> list[tuple[int, int]]:
+    """[first, last) of each batch. The first ones are small (1,000, 2,000, ... up to
+    ``batch``) so the writer starts as soon as a worker has made a few releases."""
+    bounds, first, size = [], 0, min(1000, batch)
+    while first < releases:
+        bounds.append((first, min(first + size, releases)))
+        first, size = first + size, min(size * 2, batch)
+    return bounds
+
+
+def ingest(path: Path, releases: int, batch: int, mode: str, chunk: int = 5000, cache_mb: int = 256) -> float:
+    """Worker process: makes and prepares chunks of releases. This process: stores them
+    (``writer.write_prepared``), ``batch`` releases per transaction."""
+    writer = ArchiveWriter(path, sources=SOURCE_ROWS, cache_mb=cache_mb)
     now = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    bounds = [(f, min(f + batch, releases)) for f in range(0, releases, batch)]
+    bounds = batch_bounds(releases, min(chunk, batch))
     started = time.perf_counter()
     waited = 0.0
+    transaction = contextlib.nullcontext()
+    in_transaction = 0
+    # The worker keeps making chunks while the writer commits: a transaction's worth and a
+    # little more waiting at most (memory stays flat).
+    read_ahead = READ_AHEAD + batch // min(chunk, batch)
     with ProcessPoolExecutor(max_workers=1) as workers:
-        ahead = [workers.submit(make_batch, *b) for b in bounds[:3]]  # bounded read-ahead: memory stays flat
+        ahead = [workers.submit(make_batch, *b, mode) for b in bounds[:read_ahead]]
         done = 0
         for n in range(len(bounds)):
             t0 = time.perf_counter()
-            items, prepared = ahead.pop(0).result()
+            made = ahead.pop(0).result()
             waited += time.perf_counter() - t0
-            if n + 3 < len(bounds):
-                ahead.append(workers.submit(make_batch, *bounds[n + 3]))
+            if n + read_ahead < len(bounds):
+                ahead.append(workers.submit(make_batch, *bounds[n + read_ahead], mode))
+            if not in_transaction:
+                transaction = writer.transaction()
+                transaction.__enter__()
             if mode == "writer":
-                writer.write(items, prepared)
+                writer.write_prepared(made)
             else:
-                with writer.db.atomic():
-                    ids = [history.apply_release(writer.db, writer._release_values(item), now=now)[1]
-                           for item in items]
-                    search_index.index_releases(writer.db, ids)
-            before, done = done, done + len(items)
+                ids = [history.apply_release(writer.db, writer._release_values(item), now=now)[1] for item in made]
+                search_index.index_releases(writer.db, ids)
+            count = len(made.rows if mode == "writer" else made)
+            in_transaction += count
+            if in_transaction >= batch or n == len(bounds) - 1:
+                transaction.__exit__(None, None, None)
+                in_transaction = 0
+            before, done = done, done + count
             if done // 100_000 > before // 100_000:
                 print(f"  {done:,} releases, {done / (time.perf_counter() - started):,.0f}/s "
                       f"(writer waited {waited:.1f} s for batches)", flush=True)
@@ -126,14 +153,16 @@ def ingest(path: Path, releases: int, batch: int, mode: str) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=20000, help="releases per transaction")
     parser.add_argument("--path", choices=("writer", "apply"), default="writer", dest="mode")
+    parser.add_argument("--chunk", type=int, default=5000, help="releases a worker prepares at a time")
+    parser.add_argument("--cache-mb", type=int, default=256, help="the writer's SQLite page cache")
     parser.add_argument("--keep", type=Path, help="write the archive here instead of a temporary file")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         folder = args.keep.parent if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         path = args.keep or folder / "ingest.db"
-        seconds = ingest(path, args.releases, args.batch, args.mode)
+        seconds = ingest(path, args.releases, args.batch, args.mode, args.chunk, args.cache_mb)
         print(f"{args.releases:,} releases in {seconds:.1f} s = {args.releases / seconds:,.0f} releases/s "
               f"(batches of {args.batch}, {args.mode} path, FTS in sync); peak RSS of the writer "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")

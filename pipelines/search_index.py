@@ -15,7 +15,9 @@ Tables (all created by :func:`ensure_search`):
 
 ``releases_fts``
     contentless FTS5 table (title, text, tags). Contentless because storing
-    the bigram form would roughly double the archive. Its rowid is
+    the bigram form would roughly double the archive. Without FTS5's table of
+    token counts per row (``columnsize=0``): only bm25() reads it, and the
+    Datasette plugin ranks by its own BM25 (tables made before keep theirs). Its rowid is
     ``published as YYYYMMDD * 2**32 + releases.id`` so that FTS5 yields
     matches newest first and a common word can be cut to its newest N
     matches without scoring every one (the Datasette plugin's table search).
@@ -205,7 +207,7 @@ def _fingerprint(values: tuple[str, str, str]) -> str:
 def _create(db: sqlite_utils.Database) -> None:
     db.execute(
         f"create virtual table if not exists {FTS_TABLE} using fts5("
-        "title, text, tags, content='', tokenize='unicode61 remove_diacritics 2')"
+        "title, text, tags, content='', columnsize=0, tokenize='unicode61 remove_diacritics 2')"
     )
     db.execute(
         f"create table if not exists {ROWS_TABLE} ("

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import threading
+import time
 from collections import Counter
 from typing import NamedTuple
 
@@ -44,6 +47,60 @@ RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "rem
 
 
 WAL_CHECKPOINT_BYTES = 320 * 2**20
+CHECKPOINT_INTERVAL = 1.0  # seconds: the background checkpointer runs at most this often
+
+
+class Checkpointer(threading.Thread):
+    """Copies committed WAL frames into the archive file from a thread of its own.
+
+    A checkpoint copies every page written since the last one and fsyncs the
+    WAL and the file: at a million releases, a tenth of a bulk writer's time.
+    SQLite lets another connection checkpoint while the writer goes on writing
+    (readers are not blocked either), and Python's sqlite3 releases the GIL
+    meanwhile, so here it runs on the other core. The writer nudges it after
+    each commit; it runs a PASSIVE checkpoint (never waits for a lock) at most
+    every CHECKPOINT_INTERVAL seconds. Once a checkpoint has copied the whole
+    WAL, the writer's next transaction starts it again from the beginning, so
+    it stays about one batch long. Should this thread fall behind or fail, the
+    writer's own automatic checkpoint (wal_autocheckpoint) still bounds the WAL.
+    """
+
+    def __init__(self, path):
+        super().__init__(name="pressarchive-checkpoint", daemon=True)
+        self.path = str(path)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.checkpoints = 0  # completed, for tests and logs
+
+    def nudge(self):
+        self.wake.set()
+
+    def run(self):
+        try:
+            conn = sqlite3.connect(self.path, timeout=0)
+        except sqlite3.Error as exc:
+            logger.warning("archive %s: no background checkpoints (%s); the writer checkpoints itself", self.path, exc)
+            return
+        try:
+            while not self.stopping.is_set():
+                self.wake.wait()
+                self.wake.clear()
+                if self.stopping.is_set():
+                    break
+                started = time.monotonic()
+                try:
+                    conn.execute("pragma wal_checkpoint(passive)").fetchone()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # e.g. another checkpoint running: the next nudge retries
+                    logger.debug("archive %s: background checkpoint skipped: %s", self.path, exc)
+                self.stopping.wait(max(0.0, CHECKPOINT_INTERVAL - (time.monotonic() - started)))
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.wake.set()
+        self.join()
 
 
 def run_status(reason: str, entry_ok: int, errors: int) -> str:
@@ -55,20 +112,28 @@ def run_status(reason: str, entry_ok: int, errors: int) -> str:
 
 
 class PreparedRelease(NamedTuple):
-    values: dict  # the ``releases`` columns the item sets
     index: tuple  # search-index values (search_index.index_values)
     new_row: tuple  # should the archive not know it yet: its whole new row, in Prepared.columns order
     first_version: tuple  # ... and its version 1 row without the release id
 
 
 class Prepared:
-    """What :meth:`ArchiveWriter.prepare` made for a batch: per item (same order), a
+    """What :meth:`Preparer.prepare` made for a batch: per item (same order), a
     :class:`PreparedRelease` for a release, else None. Picklable, so it can be made in
-    another process."""
+    another process; it holds everything the writer needs to store those releases
+    (:meth:`ArchiveWriter.write_prepared`)."""
 
     def __init__(self, count: int):
         self.rows: list[PreparedRelease | None] = [None] * count
-        self.columns: tuple[str, ...] | None = None
+        self.columns: tuple[str, ...] | None = None  # of every new_row
+        self.set_columns = 0  # the first set_columns of them are the ones an item sets
+
+    def values(self, n: int) -> dict:
+        """The ``releases`` columns item ``n`` sets (what an update of a known release writes)."""
+        return dict(zip(self.columns[: self.set_columns], self.rows[n].new_row))
+
+    def value(self, n: int, column: str):
+        return self.rows[n].new_row[self.columns.index(column)]
 
 
 class Preparer:
@@ -92,14 +157,16 @@ class Preparer:
             if isinstance(item, ReleaseItem) and not item.parent_url:
                 values = self._release_values(item)
                 first = self._new_release(values)
-                prepared.columns = prepared.columns or tuple(first)
+                if prepared.columns is None:
+                    prepared.columns, prepared.set_columns = tuple(first), len(values)
                 prepared.rows[n] = PreparedRelease(
-                    values, search_index.index_values(dict(values, search_form=item.search_form)),
+                    search_index.index_values(dict(values, search_form=item.search_form)),
                     tuple(first.values()), history.first_version_row(first))
         return prepared
 
     def _new_release(self, values: dict) -> dict:
-        """The row a release the archive has never seen starts with."""
+        """The row a release the archive has never seen starts with: ``values`` first, then the
+        columns only a new release sets."""
         at = values["last_seen"]
         return dict(values, status="live", version_count=1, last_changed=at, last_checked=at, first_seen=at,
                     next_check=history.next_check(at, parse_iso(at), self.schedule))
@@ -134,7 +201,8 @@ class Preparer:
 class ArchiveWriter(Preparer):
     """Writes items into one archive file; ``counts`` tallies outcomes per source."""
 
-    def __init__(self, db_path, schedule=history.RECHECK_HOURS, sources=None, cache_mb: int = 16):
+    def __init__(self, db_path, schedule=history.RECHECK_HOURS, sources=None, cache_mb: int = 16,
+                 background_checkpoints: bool = True):
         self.db = open_archive(db_path)
         # WAL with synchronous=NORMAL: a commit is not fsynced, only checkpoints are. A killed
         # crawl loses nothing (the WAL is in the OS's hands); a power cut can lose the last
@@ -143,14 +211,21 @@ class ArchiveWriter(Preparer):
         # Page cache: a crawl's small batches need little; bulk writers (ingest) pass more so that
         # indexes and FTS segments stay in memory.
         self.db.execute(f"pragma cache_size = -{int(cache_mb) * 1024}")
-        # Checkpoint the WAL into the file every WAL_CHECKPOINT_BYTES instead of SQLite's 1,000
-        # pages: fewer, larger copies and fsyncs (bulk writes a quarter faster); readers are not
-        # affected. The WAL file keeps its size until the writer closes (cutting it back after
-        # every checkpoint, journal_size_limit, cost bulk writes a tenth).
+        # The WAL is copied into the file by a Checkpointer thread after commits. The writer's own
+        # automatic checkpoint only steps in at WAL_CHECKPOINT_BYTES (instead of SQLite's 1,000
+        # pages: fewer, larger copies and fsyncs; bulk writes a quarter faster). The WAL file keeps
+        # its size until the writer closes (cutting it back after every checkpoint,
+        # journal_size_limit, cost bulk writes a tenth).
         page_size = self.db.execute("pragma page_size").fetchone()[0]
         self.db.execute(f"pragma wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page_size}")
         search_index.ensure_search(self.db)
+        self.checkpointer = None
+        if background_checkpoints and self.db.execute("pragma journal_mode").fetchone()[0] == "wal":
+            self.checkpointer = Checkpointer(db_path)
+            self.checkpointer.start()
         Preparer.__init__(self, sources, schedule)
+        self._in_transaction = False  # inside transaction()
+        self._deferred: list = []  # index entries of new releases, added when the transaction ends
         self.counts: Counter = Counter()  # (source_id, outcome) -> n
 
     def _count(self, source_id, key):
@@ -182,33 +257,77 @@ class ArchiveWriter(Preparer):
         if prepared is None or len(prepared.rows) != len(items):
             prepared = self.prepare(items)
         touched = []
-        with self.db.atomic():
-            for n in self._insert_new(items, prepared):
+        with contextlib.nullcontext() if self._in_transaction else self.db.atomic():
+            for n in self._insert_new(prepared):
                 item = items[n]
-                if isinstance(item, ReleaseItem) and item.parent_url:
+                if prepared.rows[n] is not None:  # a release (the item itself is not needed)
+                    outcome, release_id, restored = self._store_release(prepared.values(n))
+                    source_id = prepared.value(n, "source_id")
+                elif isinstance(item, ReleaseItem):
                     self._store_attachment(item)
                     continue
-                if isinstance(item, ReleaseItem):
-                    outcome, release_id, restored = self._store_release(item, prepared.rows[n].values)
                 else:
                     outcome, release_id, restored = self._store_check(item)
+                    source_id = item.source_id
                 if outcome in ("new", "changed", "unchanged", "removed"):
-                    self._count(item.source_id, outcome)
+                    self._count(source_id, outcome)
                 if restored:
-                    self._count(item.source_id, "restored")
+                    self._count(source_id, "restored")
                 if outcome in ("new", "changed"):
                     touched.append(release_id)
             if touched:
+                self._index_deferred()  # index_releases must see every entry made so far
                 search_index.index_releases(self.db, touched)
+        if self.checkpointer and not self._in_transaction:
+            self.checkpointer.nudge()
 
-    def _insert_new(self, items, prepared: Prepared) -> list[int]:
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction around several :meth:`write` / :meth:`write_prepared` calls, for
+        bulk loaders: fewer, larger commits write each index page once per commit instead of
+        once per batch. The writes inside open no savepoints (FTS5 writes its pending tokens
+        out at every savepoint, as a segment to merge later), and the index entries of new
+        releases are added at the end, in one rowid order (FTS5 also writes its pending
+        tokens out whenever a rowid is lower than the one before). An error rolls back all."""
+        if self._in_transaction:
+            raise RuntimeError("ArchiveWriter.transaction() does not nest")
+        with self.db.atomic():
+            self._in_transaction = True
+            try:
+                yield self
+                self._index_deferred()
+            finally:
+                self._in_transaction = False
+                self._deferred = []
+        if self.checkpointer:
+            self.checkpointer.nudge()
+
+    def _index_deferred(self):
+        if self._deferred:
+            entries, self._deferred = self._deferred, []
+            search_index.insert_prepared(self.db, entries)
+
+    def write_prepared(self, prepared: Prepared) -> None:
+        """Store releases prepared elsewhere (:meth:`Preparer.prepare` in a worker process),
+        in one transaction, as :meth:`write` would store the items they were made from. A
+        bulk loader ships only ``prepared``: it holds every column, so the items need not
+        be pickled twice. Attachments and checks are not in a Prepared: use :meth:`write`."""
+        if any(row is None for row in prepared.rows):
+            raise ValueError("write_prepared takes releases only; store attachments and checks with write()")
+        self.write([None] * len(prepared.rows), prepared)
+
+    def _insert_new(self, prepared: Prepared) -> list[int]:
         """Insert the batch's new releases; return the positions left for the one-by-one path."""
-        candidates = {}  # url -> position of its first release item
-        for n, item in enumerate(items):
-            if prepared.rows[n] is not None and item.url not in candidates:
-                candidates[item.url] = n
+        everything = list(range(len(prepared.rows)))
+        if prepared.columns is None:
+            return everything
+        url_at = prepared.columns.index("url")
+        candidates = {}  # url -> position of its first release
+        for n, row in enumerate(prepared.rows):
+            if row is not None and row.new_row[url_at] not in candidates:
+                candidates[row.new_row[url_at]] = n
         if not candidates:
-            return list(range(len(items)))
+            return everything
         known = set(self._ids_by_url(list(candidates) + [scheme_twin(url) for url in candidates]))
         fresh, seen = [], set()
         for url, n in candidates.items():
@@ -217,25 +336,31 @@ class ArchiveWriter(Preparer):
             seen.add(url)
             fresh.append(n)
         if not fresh:
-            return list(range(len(items)))
+            return everything
         rows = [prepared.rows[n] for n in fresh]
-        columns = prepared.columns
+        # Ids given here (the writer is the only one: nobody else inserts meanwhile), so the
+        # versions and index entries need no lookup of what SQLite chose.
+        first_id = self.db.execute("select coalesce(max(id), 0) + 1 from releases").fetchone()[0]
+        ids = range(first_id, first_id + len(rows))
+        columns = ("id", *prepared.columns)
         paused = search_index.insert_trigger_paused(self.db) if len(rows) >= 100 else contextlib.nullcontext()
         with paused:  # these URLs are not in the archive: the insert trigger has nothing to save
             self.db.conn.executemany(
                 f"insert into releases ({', '.join(f'[{c}]' for c in columns)}) "
                 f"values ({', '.join('?' for _ in columns)})",
-                [row.new_row for row in rows],
+                [(i, *row.new_row) for i, row in zip(ids, rows)],
             )
-        by_url = self._ids_by_url([row.values["url"] for row in rows])
-        ids = [by_url[row.values["url"]] for row in rows]
         self.db.conn.executemany(history.VERSION_INSERT, [(i, *row.first_version) for i, row in zip(ids, rows)])
-        search_index.insert_prepared(
-            self.db, [search_index.entry(i, row.values["published"], row.index) for i, row in zip(ids, rows)])
-        for n in fresh:
-            self._count(items[n].source_id, "new")
+        published_at, source_at = prepared.columns.index("published"), prepared.columns.index("source_id")
+        entries = [search_index.entry(i, row.new_row[published_at], row.index) for i, row in zip(ids, rows)]
+        if self._in_transaction:
+            self._deferred.extend(entries)
+        else:
+            search_index.insert_prepared(self.db, entries)
+        for row in rows:
+            self._count(row.new_row[source_at], "new")
         inserted = set(fresh)
-        return [n for n in range(len(items)) if n not in inserted]
+        return [n for n in everything if n not in inserted]
 
     def _ids_by_url(self, urls) -> dict[str, int]:
         """url -> id of the releases with these URLs (in chunks: SQLite limits bound parameters)."""
@@ -260,13 +385,14 @@ class ArchiveWriter(Preparer):
         )
         self._count(item.source_id, "attachments")
 
-    def _store_release(self, item: ReleaseItem, values: dict):
-        was_removed = self._status(item.url) == "removed"
+    def _store_release(self, values: dict):
+        was_removed = self._status(values["url"]) == "removed"
         outcome, release_id = history.apply_release(
-            self.db, values, now=parse_iso(item.fetched_at), schedule=self.schedule
+            self.db, values, now=parse_iso(values["last_seen"]), schedule=self.schedule
         )
         if outcome == "changed":
-            logger.info("source '%s': %s changed since it was archived (new version kept)", item.source_id, item.url)
+            logger.info("source '%s': %s changed since it was archived (new version kept)",
+                        values["source_id"], values["url"])
         return outcome, release_id, was_removed
 
     def _store_check(self, item: ReleaseCheck):
@@ -313,6 +439,9 @@ class ArchiveWriter(Preparer):
         )
 
     def close(self):
+        if self.checkpointer:
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.db.close()
 
 

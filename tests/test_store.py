@@ -10,10 +10,15 @@ the current text.
 from __future__ import annotations
 
 import pickle
+import shutil
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
+import crawler
 from crawler.items import ReleaseItem
 from crawler.sources import Source
 from pipelines import search_index
@@ -115,22 +120,119 @@ def test_prepared_in_another_process_gives_the_same_archive(tmp_path):
     items = [release(n) for n in range(130)] + [release(5, "Edited text of five.", fetched_at="2024-03-05T00:00:00Z")]
     for item in items:
         item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
-    shipped = pickle.loads(pickle.dumps((items, Preparer(SOURCES).prepare(items))))  # as from a worker process
+    shipped = pickle.loads(pickle.dumps(Preparer(SOURCES).prepare(items)))  # as from a worker process
     a = ArchiveWriter(tmp_path / "a.db", sources=SOURCES)
-    a.write(*shipped)
+    a.write_prepared(shipped)  # the items themselves never reach the writer
     b = ArchiveWriter(tmp_path / "b.db", sources=SOURCES)
     for item in items:
         item.search_form = None
     b.write(items)
-    columns = "url, title, text, published, version_count, country, kind, statement_type, next_check"
+    columns = "id, url, title, text, published, version_count, country, kind, statement_type, next_check"
     dump = "select {} from releases order by url"
     assert a.db.execute(dump.format(columns)).fetchall() == b.db.execute(dump.format(columns)).fetchall()
+    versions = "select release_id, version, title, text, change from release_versions order by 1, 2"
+    assert a.db.execute(versions).fetchall() == b.db.execute(versions).fetchall()
+    assert a.db.execute("select version_count from releases where url like '%/5.html'").fetchone() == (2,)
+    assert a.counts == b.counts and a.counts[("ca", "new")] == 130 and a.counts[("ca", "changed")] == 1
     fts = f"select fts_rowid, fingerprint from {search_index.ROWS_TABLE} order by 1"
     assert a.db.execute(fts).fetchall() == b.db.execute(fts).fetchall()
+    assert matches(a.db, "edited") == {a.db.execute("select id from releases where url like '%/5.html'").fetchone()[0]}
     integrity(a.db)
     integrity(b.db)
+    with pytest.raises(ValueError, match="releases only"):  # an attachment has no prepared row
+        a.write_prepared(Preparer(SOURCES).prepare([release(900, parent_url=items[0].url)]))
     a.close()
     b.close()
+
+
+def test_bulk_transaction_commits_once_and_rolls_back_whole(tmp_path):
+    writer = ArchiveWriter(tmp_path / "archive.db", sources=SOURCES)
+    reader = sqlite3.connect(tmp_path / "archive.db")
+    preparer = Preparer(SOURCES)
+    segments = f"select count(*) from {search_index.FTS_TABLE}_data"
+    before = writer.db.execute(segments).fetchone()[0]
+    with writer.transaction():
+        writer.write_prepared(preparer.prepare([release(n) for n in range(150)]))
+        writer.write_prepared(preparer.prepare([release(n) for n in range(150, 300)]))
+        assert reader.execute("select count(*) from releases").fetchone()[0] == 0  # not committed yet
+        # Index entries wait for the end, to go in in one rowid order (and no savepoint per
+        # write): FTS5 writes its pending tokens out as a segment at each of those.
+        assert writer.db.execute(segments).fetchone()[0] == before
+        # A known release changed in the same transaction: its entry is there to replace.
+        writer.write([release(7, "Rewritten inside the bulk transaction: naval talks.")])
+    assert writer.db.execute(segments).fetchone()[0] > before
+    assert reader.execute("select count(*) from releases").fetchone()[0] == 300
+    assert len(matches(writer.db, "maritime")) == 299
+    seven = writer.db.execute("select id from releases where url like '%/7.html'").fetchone()[0]
+    assert matches(writer.db, "naval") == {seven} and seven not in matches(writer.db, "maritime")
+    integrity(writer.db)
+    with pytest.raises(RuntimeError, match="boom"):
+        with writer.transaction():
+            writer.write_prepared(preparer.prepare([release(n) for n in range(300, 400)]))
+            raise RuntimeError("boom")
+    assert reader.execute("select count(*) from releases").fetchone()[0] == 300  # all of it rolled back
+    assert len(matches(writer.db, "maritime")) == 299
+    with pytest.raises(RuntimeError, match="does not nest"):
+        with writer.transaction():
+            with writer.transaction():
+                pass
+    writer.write([release(400)])  # plain writes still commit on their own
+    assert reader.execute("select count(*) from releases").fetchone()[0] == 301
+    integrity(writer.db)
+    reader.close()
+    writer.close()
+
+
+def test_wal_is_copied_into_the_file_by_the_background_checkpointer(tmp_path):
+    path = tmp_path / "archive.db"
+    writer = ArchiveWriter(path, sources=SOURCES)
+    assert writer.checkpointer.is_alive()
+    writer.write([release(n, "Background checkpoint text. " * 40) for n in range(200)])
+    deadline = time.monotonic() + 10
+    while writer.checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.checkpointer.checkpoints >= 1
+    # The archive file alone (without its -wal) already holds the batch: the thread copied it.
+    shutil.copyfile(path, tmp_path / "file-only.db")
+    copy = sqlite3.connect(tmp_path / "file-only.db")
+    assert copy.execute("select count(*) from releases").fetchone()[0] == 200
+    assert copy.execute("pragma integrity_check").fetchone()[0] == "ok"
+    copy.close()
+    thread = writer.checkpointer
+    writer.close()
+    assert not thread.is_alive()
+    quiet = ArchiveWriter(path, sources=SOURCES, background_checkpoints=False)
+    assert quiet.checkpointer is None
+    quiet.write([release(500)])
+    quiet.close()
+    assert sqlite3.connect(path).execute("select count(*) from releases").fetchone()[0] == 201
+
+
+def test_same_text_index_new_archives_compact_old_ones_keep_theirs(tmp_path):
+    new = ArchiveWriter(tmp_path / "new.db", sources=SOURCES)
+    indexes = {index.name for index in new.db["releases"].indexes}
+    assert "idx_releases_content_key" in indexes and "idx_releases_content_hash" not in indexes
+    joint = [release(1, "Joint statement text."), release(2, "Joint statement text."), release(3)]
+    joint[1].content_hash = joint[0].content_hash  # the same text on a second site
+    new.write(joint)
+    metadata = yaml.safe_load((Path(crawler.__file__).parent / "datasette" / "metadata.yaml").read_text())
+    same_text = metadata["databases"]["archive"]["queries"]["same_text"]["sql"]
+    assert [row[0] for row in new.db.execute(same_text, {"id": 2})] == [1, 2]
+    assert [row[0] for row in new.db.execute(same_text, {"id": 3})] == [3]
+    plan = " ".join(row[3] for row in new.db.execute("explain query plan " + same_text, {"id": 1}))
+    assert "USING INDEX idx_releases_content_key" in plan, plan
+    # No per-row token counts: nothing reads them (the Datasette plugin ranks by its own BM25).
+    assert not new.db[f"{search_index.FTS_TABLE}_docsize"].exists()
+    new.close()
+    conn = sqlite3.connect(tmp_path / "old.db")  # an archive made when the full hash was indexed
+    conn.execute("create table releases (id integer primary key, url text, content_hash text)")
+    conn.execute("create index idx_releases_content_hash on releases (content_hash)")
+    conn.commit()
+    conn.close()
+    old = ArchiveWriter(tmp_path / "old.db", sources=SOURCES)
+    indexes = {index.name for index in old.db["releases"].indexes}
+    assert "idx_releases_content_hash" in indexes and "idx_releases_content_key" not in indexes
+    old.close()
 
 
 def test_insert_or_replace_by_another_writer_is_still_reindexed(writer):
