@@ -225,7 +225,7 @@ class ArchiveWriter(Preparer):
             self.checkpointer.start()
         Preparer.__init__(self, sources, schedule)
         self._in_transaction = False  # inside transaction()
-        self._deferred: list = []  # index entries of new releases, added when the transaction ends
+        self._deferred: list = []  # index entries of new releases not yet added (see _index_deferred)
         self.counts: Counter = Counter()  # (source_id, outcome) -> n
 
     def _count(self, source_id, key):
@@ -275,8 +275,9 @@ class ArchiveWriter(Preparer):
                     self._count(source_id, "restored")
                 if outcome in ("new", "changed"):
                     touched.append(release_id)
-            if touched:
+            if touched or not self._in_transaction:
                 self._index_deferred()  # index_releases must see every entry made so far
+            if touched:
                 search_index.index_releases(self.db, touched)
         if self.checkpointer and not self._in_transaction:
             self.checkpointer.nudge()
@@ -303,6 +304,7 @@ class ArchiveWriter(Preparer):
             self.checkpointer.nudge()
 
     def _index_deferred(self):
+        """Add the index entries of the releases _insert_new stored, in one rowid order."""
         if self._deferred:
             entries, self._deferred = self._deferred, []
             search_index.insert_prepared(self.db, entries)
@@ -352,11 +354,8 @@ class ArchiveWriter(Preparer):
             )
         self.db.conn.executemany(history.VERSION_INSERT, [(i, *row.first_version) for i, row in zip(ids, rows)])
         published_at, source_at = prepared.columns.index("published"), prepared.columns.index("source_id")
-        entries = [search_index.entry(i, row.new_row[published_at], row.index) for i, row in zip(ids, rows)]
-        if self._in_transaction:
-            self._deferred.extend(entries)
-        else:
-            search_index.insert_prepared(self.db, entries)
+        # Indexed when write() ends, or in a transaction() when it ends (see _index_deferred).
+        self._deferred.extend(search_index.entry(i, row.new_row[published_at], row.index) for i, row in zip(ids, rows))
         for row in rows:
             self._count(row.new_row[source_at], "new")
         inserted = set(fresh)
