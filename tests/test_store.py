@@ -235,6 +235,43 @@ def test_same_text_index_new_archives_compact_old_ones_keep_theirs(tmp_path):
     old.close()
 
 
+def test_fts_merge_settings_are_set_on_new_and_existing_archives(tmp_path):
+    path = tmp_path / "archive.db"
+    writer = ArchiveWriter(path, sources=SOURCES)
+    config = f"select k, v from {search_index.FTS_TABLE}_config where k in ('automerge', 'hashsize')"
+    assert dict(writer.db.execute(config).fetchall()) == {
+        "automerge": search_index.AUTOMERGE, "hashsize": search_index.HASH_SIZE}
+    assert search_index.AUTOMERGE != 4  # not FTS5's default
+    # An archive made before (FTS5's defaults) gets them when it is next opened, keeping its rows.
+    writer.db.execute(f"insert into {search_index.FTS_TABLE} ({search_index.FTS_TABLE}, rank) values ('automerge', 4)")
+    writer.write([release(n) for n in range(120)])
+    writer.close()
+    writer = ArchiveWriter(path, sources=SOURCES)
+    assert dict(writer.db.execute(config).fetchall())["automerge"] == search_index.AUTOMERGE
+    assert len(matches(writer.db, "maritime")) == 120
+    integrity(writer.db)
+    writer.close()
+
+
+def test_full_rebuild_indexes_every_release_once_a_chunk_at_a_time(writer, monkeypatch):
+    monkeypatch.setattr(search_index, "REBUILD_CHUNK", 7)  # 40 releases: 6 chunks
+    writer.write([release(n) for n in range(40)])
+    ids = dict(writer.db.execute("select url, id from releases").fetchall())
+    changed = ids["https://www.example.gc.ca/news/5.html"]
+    with writer.db.atomic():  # a change behind the triggers' back: the index can only be rebuilt
+        writer.db.execute("drop trigger releases_fts_on_update")
+        writer.db.execute("update releases set text = 'Sudden wording about fisheries.' where id = ?", [changed])
+    with writer.db.atomic():
+        search_index.index_releases(writer.db, [changed])
+    search_index.ensure_search(writer.db)  # puts the trigger back
+    assert matches(writer.db, "fisheries") == {changed}
+    assert len(matches(writer.db, "maritime")) == 39
+    keys = writer.db.execute(f"select release_id, fts_rowid from {search_index.ROWS_TABLE}").fetchall()
+    assert sorted(key % search_index.ID_BITS for _, key in keys) == sorted(ids.values())
+    assert all(key == search_index.fts_rowid(i, writer.db["releases"].get(i)["published"]) for i, key in keys)
+    integrity(writer.db)
+
+
 def test_insert_or_replace_by_another_writer_is_still_reindexed(writer):
     writer.write([release(n) for n in range(110)])
     url = "https://www.example.gc.ca/news/9.html"
