@@ -245,7 +245,8 @@ def test_lock_and_status_exit_codes(tmp_path, site):
     assert missing.returncode == 2 and "no archive at nope.db" in missing.stderr
 
 
-def test_sigint_records_interrupted_run_and_next_run_catches_up(tmp_path, site_server):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_signal_records_interrupted_run_and_next_run_catches_up(tmp_path, site_server, signum):
     root = tmp_path / "slow"
     root.mkdir()
     slugs = list(RELEASES)
@@ -260,7 +261,7 @@ def test_sigint_records_interrupted_run_and_next_run_catches_up(tmp_path, site_s
     deadline = time.time() + 30
     while time.time() < deadline and sum(p.startswith("/news/2017/") for p in server.paths) < 3:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err[-3000:]
     db = sqlite_utils.Database(tmp_path / "archive.db")
