@@ -340,6 +340,14 @@ def _remove(db, release_id: int, fts_key: int, old_row: dict | None, fingerprint
     return True
 
 
+def _release_rows(db: sqlite_utils.Database, ids: list[int]):
+    """id, published and INDEXED_COLUMNS of these releases, 500 a query (SQLite limits bound parameters)."""
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        yield from db.query(f"select id, published, {', '.join(INDEXED_COLUMNS)} from releases "
+                            f"where id in ({','.join('?' * len(part))})", part)
+
+
 def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
     """(Re)index these releases; call inside the writer's transaction.
 
@@ -363,14 +371,7 @@ def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
                 chunk,
             )
         }
-        current = {
-            row["id"]: row
-            for row in db.query(
-                f"select id, published, {', '.join(INDEXED_COLUMNS)} from releases "
-                f"where id in ({marks})",
-                chunk,
-            )
-        }
+        current = {row["id"]: row for row in _release_rows(db, chunk)}
         for release_id in chunk:
             row = current.get(release_id)
             values = _indexed_values(row) if row else None
@@ -438,12 +439,5 @@ def _rebuild(db: sqlite_utils.Database) -> None:
     # tokens out whenever a rowid is lower than the last): memory stays flat however large the
     # archive (indexing every release at once held ~5 GB at a million).
     keys = sorted(fts_rowid(i, published) for i, published in db.execute("select id, published from releases"))
-    columns = ", ".join(("id", "published", *INDEXED_COLUMNS))
     for start in range(0, len(keys), REBUILD_CHUNK):
-        ids = [key % ID_BITS for key in keys[start : start + REBUILD_CHUNK]]
-        entries = []
-        for first in range(0, len(ids), 500):
-            part = ids[first : first + 500]
-            rows = db.query(f"select {columns} from releases where id in ({','.join('?' * len(part))})", part)
-            entries.extend(entry(row["id"], row["published"], index_values(row)) for row in rows)
-        insert_prepared(db, entries)
+        insert_prepared(db, prepare(_release_rows(db, [key % ID_BITS for key in keys[start : start + REBUILD_CHUNK]])))
