@@ -15,9 +15,11 @@ Tables (all created by :func:`ensure_search`):
 
 ``releases_fts``
     contentless FTS5 table (title, text, tags). Contentless because storing
-    the bigram form would roughly double the archive. Without FTS5's table of
-    token counts per row (``columnsize=0``): only bm25() reads it, and the
-    Datasette plugin ranks by its own BM25 (tables made before keep theirs). Its rowid is
+    the bigram form would roughly double the archive. It keeps FTS5's token
+    counts per row (``columnsize=1``, the ``releases_fts_docsize`` table):
+    the ranked search scores every match with ``bm25()``, which needs each
+    row's length (a contentless table without them gives every row the same
+    length). Its rowid is
     ``published as YYYYMMDD * 2**32 + releases.id`` so that FTS5 yields
     matches newest first and a common word can be cut to its newest N
     matches without scoring every one (the Datasette plugin's table search).
@@ -30,6 +32,13 @@ Tables (all created by :func:`ensure_search`):
     triggers. A contentless FTS5 row can only be removed by passing the exact
     values it was indexed with, and the store calls :func:`index_releases`
     after it has already overwritten them.
+``release_facets``
+    a log of every release's facet values (source_id, country, kind, language,
+    year, statement_type) and publication date, one row appended by a trigger for each insert and
+    for each change of those columns (``seq`` orders them: the last row of a
+    release holds its current values). The Datasette plugin keeps them as
+    compact arrays and counts the facets of a search over every match without
+    reading release rows; it reads only the rows appended since it last looked.
 """
 
 from __future__ import annotations
@@ -46,13 +55,19 @@ import sqlite_utils
 logger = logging.getLogger(__name__)
 
 # Bump when search_form() or the table layout changes: ensure_search rebuilds.
-SEARCH_VERSION = "1"
+SEARCH_VERSION = "2"  # 2: columnsize=1 (bm25 over every match), release_facets
 
 FTS_TABLE = "releases_fts"
 ROWS_TABLE = "releases_fts_rows"
 PENDING_TABLE = "releases_fts_pending"
-HELPER_TABLES = (FTS_TABLE, ROWS_TABLE, PENDING_TABLE)
-TRIGGERS = ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert")
+FACETS_TABLE = "release_facets"
+HELPER_TABLES = (FTS_TABLE, ROWS_TABLE, PENDING_TABLE, FACETS_TABLE)
+TRIGGERS = ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert",
+            "release_facets_on_insert", "release_facets_on_update")
+# Facet columns of the releases table view, counted over every search match by the plugin.
+FACET_COLUMNS = ("source_id", "country", "kind", "language", "year", "statement_type")
+# What release_facets logs: the facets, and the default sort (pages of a search are cut there).
+LOGGED_COLUMNS = FACET_COLUMNS + ("published",)
 
 # Facet columns mirrored as tokens in the ``tags`` column.
 TAG_COLUMNS = ("source_id", "country", "kind", "language", "year")
@@ -76,6 +91,9 @@ CJK_CHARS = (
     "\U00020000-\U0003134f"
 )
 CJK_RUN = re.compile(f"[{CJK_CHARS}]+")
+# Separates a text's search form from its list of CJK characters, so that no phrase query
+# matches across the two (a token no text or query is expected to hold).
+UNIGRAMS_MARK = "pa0cjk0chars"
 ONLY_CJK = re.compile(f"^[{CJK_CHARS}]+$")
 WORD_CHAR = re.compile(r"\w")
 
@@ -92,14 +110,23 @@ def _bigrams(run: str, trailing: bool) -> str:
 
 
 def search_form(value) -> str:
-    """The text FTS5 indexes for ``value``: NFKC, CJK runs as bigrams."""
+    """The text FTS5 indexes for ``value``: NFKC, CJK runs as bigrams, then each CJK character once.
+
+    The characters (after :data:`UNIGRAMS_MARK`) make a one-character query
+    (的, 美, 日) a single token instead of a prefix query over every pair that
+    starts with it, which at a million releases took seconds.
+    """
     if value is None:
         return ""
     text = str(value)
     if text.isascii():  # already NFKC, and no CJK: most English releases
         return text
     text = unicodedata.normalize("NFKC", text)
-    return CJK_RUN.sub(lambda m: f" {_bigrams(m.group(), True)} ", text)
+    runs = CJK_RUN.findall(text)
+    if not runs:
+        return text
+    form = CJK_RUN.sub(lambda m: f" {_bigrams(m.group(), True)} ", text)
+    return f"{form} {UNIGRAMS_MARK} {' '.join(dict.fromkeys(''.join(runs)))}"
 
 
 def _query_form(term: str) -> tuple[str, bool]:
@@ -121,7 +148,8 @@ def _query_form(term: str) -> tuple[str, bool]:
         pieces.append(f" {_bigrams(run.group(), trailing=not is_final)} ")
         pos = run.end()
     pieces.append(text[pos:])
-    return "".join(pieces), ends_with_run and len(last.group()) == 1
+    alone = text.strip() == last.group()  # one character and nothing else: its own token
+    return "".join(pieces), ends_with_run and len(last.group()) == 1 and not alone
 
 
 def _fts_string(term: str, prefix: bool = False) -> str | None:
@@ -178,6 +206,32 @@ def rewrite_query(q: str) -> str | None:
     return match
 
 
+NO_MATCH = 'tags : "tnothing"'  # a valid MATCH expression that finds nothing
+
+
+def user_match(q: str | None) -> str:
+    """The FTS5 MATCH expression for what a user typed, restricted to title and text.
+
+    The search box's query language (see :func:`rewrite_query`); a query with
+    nothing searchable in it matches nothing.
+    """
+    user = rewrite_query(q or "")
+    return NO_MATCH if user is None else f"{{title text}} : ({user})"
+
+
+def matching_release_ids(conn, q: str | None) -> list[int]:
+    """Ids of every release matching ``q`` (exact, no cut), newest published first.
+
+    ``conn`` is a ``sqlite3.Connection`` (or anything with ``execute``) on an
+    archive whose search index is up to date.
+    """
+    rows = conn.execute(
+        f"select rowid % {ID_BITS} from {FTS_TABLE} where {FTS_TABLE} match ? order by rowid desc",
+        [user_match(q)],
+    )
+    return [row[0] for row in rows]
+
+
 @functools.lru_cache(maxsize=4096)
 def tag_token(column: str, value) -> str:
     """One opaque token per facet value; hex keeps unicode61 from splitting it."""
@@ -213,7 +267,12 @@ def _fingerprint(values: tuple[str, str, str]) -> str:
 def _create(db: sqlite_utils.Database) -> None:
     db.execute(
         f"create virtual table if not exists {FTS_TABLE} using fts5("
-        "title, text, tags, content='', columnsize=0, tokenize='unicode61 remove_diacritics 2')"
+        "title, text, tags, content='', columnsize=1, tokenize='unicode61 remove_diacritics 2')"
+    )
+    facets = ", ".join(LOGGED_COLUMNS)
+    db.execute(
+        f"create table if not exists {FACETS_TABLE} (seq integer primary key, "
+        f"release_id integer not null, {facets})"
     )
     db.execute(
         f"create table if not exists {ROWS_TABLE} ("
@@ -243,6 +302,13 @@ def _create(db: sqlite_utils.Database) -> None:
         f"union all select id, {columns} from releases where url = new.url and id is not new.id "
         f"and not exists (select 1 from {PENDING_TABLE} where release_id = releases.id); end",
     }
+    new_facets = ", ".join(f"new.{c}" for c in LOGGED_COLUMNS)
+    facets_changed = " or ".join(f"old.{c} is not new.{c}" for c in LOGGED_COLUMNS)
+    log = f"insert into {FACETS_TABLE} (release_id, {facets}) values (new.id, {new_facets})"
+    triggers["release_facets_on_insert"] = f"after insert on releases begin {log}; end"
+    triggers["release_facets_on_update"] = (
+        f"after update of {facets} on releases when {facets_changed} begin {log}; end"
+    )
     stored = dict(db.execute("select name, sql from sqlite_master where type = 'trigger'").fetchall())
     for name, body in triggers.items():
         if stored.get(name) != f"CREATE TRIGGER {name} {body}":  # new, or an older archive's definition
@@ -305,6 +371,11 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
                 logger.info("search index format changed: rebuilding")
             _drop(db)
         _create(db)
+        if db.execute(f"select 1 from {FACETS_TABLE} limit 1").fetchone() is None:
+            # A new log on an archive that already has releases: their current values.
+            columns = ", ".join(LOGGED_COLUMNS)
+            db.execute(f"insert into {FACETS_TABLE} (release_id, {columns}) "
+                       f"select id, {columns} from releases order by id")
         db["_pressarchive"].insert(
             {"key": "search_version", "value": SEARCH_VERSION}, pk="key", replace=True
         )
@@ -312,6 +383,7 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
     # (wide) rows; source_id is covered by schema's (source_id, published).
     for column in ("country", "kind", "language", "year"):
         db["releases"].create_index([column], if_not_exists=True)
+    analyze(db)
     missing_sql = (
         f"select id from releases where id not in (select release_id from {ROWS_TABLE}) "
         f"union select release_id from {PENDING_TABLE}"
@@ -322,6 +394,27 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
             index_releases(db, ids[start : start + batch])
     if ids:
         logger.info("search index: indexed %d releases", len(ids))
+
+
+def analyze(db: sqlite_utils.Database) -> None:
+    """Give SQLite's planner statistics on releases, when it has none or the archive doubled.
+
+    A search restricted to a facet value (``language = 'en'`` and every
+    match of a common word) is planned from them: without statistics SQLite
+    reads every English release through the language index and sorts them;
+    with them it walks the date index and stops when a page is full. Sampled
+    (``analysis_limit``), so it costs well under a second at a million releases.
+    """
+    size = db.execute("select coalesce(max(rowid), 0) from releases").fetchone()[0]
+    row = db.execute("select value from _pressarchive where key = 'analyzed_rows'").fetchone()
+    done = int(row[0]) if row else None
+    has_stats = db.execute(
+        "select 1 from sqlite_master where name = 'sqlite_stat1'").fetchone() is not None
+    if has_stats and done is not None and (size < 2 * done or size < 100):
+        return
+    db.execute("pragma analysis_limit = 2000")
+    db.execute("analyze releases")
+    db["_pressarchive"].insert({"key": "analyzed_rows", "value": str(size)}, pk="key", replace=True)
 
 
 def _remove(db, release_id: int, fts_key: int, old_row: dict | None, fingerprint: str) -> bool:

@@ -146,15 +146,106 @@ def test_search_with_facet_filter(client):
     assert status == 200
 
 
-def test_common_word_lists_only_the_newest_matches(client, monkeypatch):
+def plugin_module():
     from datasette.plugins import pm
 
-    plugin = next(p for p in pm.get_plugins() if getattr(p, "SEARCH_LIMIT", None))
-    monkeypatch.setattr(plugin, "SEARCH_LIMIT", 1)
-    status, response = client("/archive/releases.json", _search="the", _shape="objects")
+    return next(p for p in pm.get_plugins() if getattr(p, "LITERAL_IDS_MAX", None) is not None)
+
+
+def table(client, **params):
+    status, response = client("/archive/releases.json", _shape="objects", _facet_size="max", **params)
+    assert status == 200, response.text
     data = response.json()
-    assert [row["id"] for row in data["rows"]] == [2]  # the newer of 2
-    assert "newest 1 matches" in data["human_description_en"]
+    facets = {name: {str(v["value"]): v["count"] for v in f["results"]}
+              for name, f in data["facet_results"].items()}
+    return data, facets
+
+
+def every_page(client, **params) -> list[int]:
+    """Follow ``next`` to the end, one release a page."""
+    ids, after = [], None
+    while True:
+        extra = {"_next": after} if after else {}
+        status, response = client("/archive/releases.json", _shape="objects", _size=1, **params, **extra)
+        assert status == 200, response.text
+        data = response.json()
+        ids += [row["id"] for row in data["rows"]]
+        after = data["next"]
+        if not after:
+            return ids
+
+
+@pytest.mark.parametrize("literal_max", [2000, 0], ids=["ids-in-sql", "index-in-sql"])
+def test_search_counts_facets_and_pages_every_match(archive, client, monkeypatch, literal_max):
+    """Count, facets and pages over all matches, in both forms the page's SQL takes.
+
+    The plugin answers Datasette's count and facet SQL from its arrays; the
+    same request with a ``_where`` it does not answer runs plain SQL in SQLite:
+    both must agree, for every facet filter and sort. With ``literal_max`` 0
+    the page is cut from the matches by the plugin (date order) or read
+    through the index query (other orders).
+    """
+    monkeypatch.setattr(plugin_module(), "LITERAL_IDS_MAX", literal_max)
+    _, db = archive
+    # Ties on the date, and releases without one: pages must neither skip nor repeat them.
+    add_releases(db, [(40 + i, "state_us", "us", "en", "2023-01-01", f"Tie {i}", "The tie.") for i in range(3)])
+    with db.conn:
+        db["releases"].insert_all({"id": 50 + i, "source_id": "state_us", "language": "en", "title": "Undated",
+                                   "text": "The date is unknown.", "url": f"https://example.org/u{i}"}
+                                  for i in range(2))
+        index_releases(db, [50, 51])
+    for q, filters in [("the", {}), ("网络", {}), ("the", {"language": "en"}), ("网络", {"country": "cn"}),
+                       ("政府", {"year": "2022"}), ("the", {"statement_type": "other"}), ("the", {"year": "x"})]:
+        answered = dict(plugin_module().ANSWERED)
+        data, facets = table(client, _search=q, **filters)
+        after = dict(plugin_module().ANSWERED)
+        # the count and all six facets came from the plugin's arrays, not from SQL over release rows
+        # ("year=x" is left to SQLite: it converts such text its own way)
+        answerable = filters.get("year") != "x"
+        assert after.get("count", 0) == answered.get("count", 0) + answerable
+        assert after.get("facet", 0) == answered.get("facet", 0) + 6 * answerable
+        truth, truth_facets = table(client, _search=q, _where="1 = 1", **filters)
+        assert dict(plugin_module().ANSWERED) == after  # plain SQL
+        assert data["filtered_table_rows_count"] == truth["filtered_table_rows_count"], (q, filters)
+        assert facets == truth_facets, (q, filters)
+        assert [r["id"] for r in data["rows"]] == [r["id"] for r in truth["rows"]]
+        for sort in ({}, {"_sort": "title"}, {"_sort_desc": "published"}, {"_sort": "id"}):
+            pages = every_page(client, _search=q, **filters, **sort)
+            assert len(pages) == len(set(pages)) == data["filtered_table_rows_count"], (q, filters, sort)
+            assert sorted(pages) == sorted(r["id"] for r in truth["rows"])
+    data, facets = table(client, _search="the")
+    assert data["filtered_table_rows_count"] == 7  # releases 2 and 3, the three ties, two undated
+    assert facets["source_id"] == {"state_us": 7} and facets["year"] == {"2024": 1, "2023": 4}
+    assert every_page(client, _search="the") == [2, 3, 40, 41, 42, 50, 51]
+    assert every_page(client, _search="the", _sort="published") == [50, 51, 3, 40, 41, 42, 2]
+    data, facets = table(client, _search="the", language="zh")
+    assert data["filtered_table_rows_count"] == 0 and facets["language"] == {}
+
+
+def test_csv_stream_lists_every_match(client, monkeypatch):
+    import csv
+    import io
+
+    monkeypatch.setattr(plugin_module(), "LITERAL_IDS_MAX", 0)
+    status, response = client("/archive/releases.csv", _search="网络 OR the OR 政府", _stream="on", _size=1)
+    assert status == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted(int(r["id"]) for r in rows) == [1, 2, 3, 4]
+
+
+def test_search_facets_follow_an_edit(archive, client):
+    """The facet arrays read only what changed since: a changed language moves the count."""
+    _, db = archive
+    data, facets = table(client, _search="网络")
+    assert facets["language"] == {"zh": 1, "en": 1}
+    with db.conn:
+        db["releases"].update(3, {"language": "zh"})
+        index_releases(db, [3])
+    data, facets = table(client, _search="网络")
+    assert facets["language"] == {"zh": 2}
+    add_releases(db, [(8, "mfa_cn", "cn", "ko", "2025-01-01", "새 성명", "网络 협력")])
+    data, facets = table(client, _search="网络")
+    assert facets["language"] == {"zh": 2, "ko": 1} and data["filtered_table_rows_count"] == 3
 
 
 def test_canned_search_ranks_and_highlights(client):

@@ -1,14 +1,20 @@
-"""Datasette plugin: CJK-aware search, readable text, a read-only archive.
+"""Datasette plugin: exact CJK-aware search, readable text, a read-only archive.
 
 - ``?_search=`` on the ``releases`` table is handled here, not by Datasette's
   built-in FTS filter: the query is rewritten for the bigram index (see
-  ``pipelines.search_index``), facet filters are pushed into the MATCH, and
-  only the newest ``SEARCH_LIMIT`` matches are listed, so a word found in
-  half the archive is as fast as a rare one.
-- SQL functions for the canned ``search`` query: ``pressarchive_match(q)``,
-  ``pressarchive_rank(...)`` (BM25 over the newest matches, see
-  :class:`Ranker`) and ``pressarchive_snippet(text, q)`` (matches wrapped
-  in ⟦ ⟧).
+  ``pipelines.search_index``) and the table is restricted to **every** match.
+  Datasette's own count, facets, pagination and CSV/JSON streaming then work
+  over all matches. Two of those would read every matching release row (a
+  count over 500,000 wide rows takes seconds), so for them the plugin answers
+  Datasette's SQL itself, with the same result: the matching ids come out of
+  the index in one query and are counted against compact arrays of every
+  release's facet values (:class:`FacetStore`). Only queries the plugin can
+  answer exactly are answered this way (a search plus equality filters on the
+  facet columns); anything else runs as ordinary SQL, where Datasette's time
+  limits and notices apply as usual.
+- SQL functions for the canned ``search`` query: ``pressarchive_match(q)``
+  and ``pressarchive_snippet(text, q)`` (matches wrapped in ⟦ ⟧). The query
+  ranks every match with FTS5's ``bm25()``, the title weighted ten times.
 - ``text`` is shown as escaped paragraphs, snippets with <mark>; archived
   HTML is always inert because every value is escaped before we add markup.
 - Every connection is ``query_only``: nothing can be written through the site.
@@ -16,40 +22,61 @@
 
 from __future__ import annotations
 
-import json
-import math
+import bisect
+import collections
 import re
+import threading
 import unicodedata
+import uuid
 
+import numpy as np
 from datasette import hookimpl
-from datasette.filters import FilterArguments
+from datasette.database import Results
+from datasette.filters import FilterArguments, Filters
+from datasette.utils import urlsafe_components
 from markupsafe import Markup, escape
 
 from pipelines.search_index import (
     CJK_RUN,
+    FACET_COLUMNS,
+    FACETS_TABLE,
     FTS_TABLE,
     ID_BITS,
+    LOGGED_COLUMNS,
     QUERY_TOKEN,
     SPACE_BETWEEN_CJK,
-    TAG_COLUMNS,
-    rewrite_query,
-    tags_query,
+    user_match,
 )
 
-SEARCH_LIMIT = 500  # matches listed by the table view, newest first
-NO_MATCH = 'tags : "tnothing"'  # a valid MATCH expression that finds nothing
 MARK_START, MARK_END = "\u27e6", "\u27e7"  # ⟦ ⟧: plain text, safe in JSON
 SNIPPET_CHARS = 240
+# Up to this many matches are put into the page's SQL as a list of ids (SQLite reads just
+# those rows); more are given as the index query, and SQLite walks the sort order's index
+# and keeps the rows the index matched (a list of 100,000 ids would mean 100,000 row reads).
+LITERAL_IDS_MAX = 2000
+MATCHING_IDS = (f"select rowid % {ID_BITS} from {FTS_TABLE} "
+                f"where {FTS_TABLE} match :_pa_match")
+
+# Request arguments that change nothing in the WHERE clause of the table view.
+NEUTRAL_ARGS = {
+    "_search", "_searchmode", "_sort", "_sort_desc", "_sort_by_desc", "_next", "_size",
+    "_facet", "_facet_size", "_labels", "_label", "_nocount",
+    "_nofacet", "_nosuggest", "_shape", "_col", "_nocol", "_trace", "_timelimit", "_json",
+    "_json_infinity", "_nl", "_stream", "_dl", "_header", "_context", "_ttl", "_hash",
+}
+INTEGER_COLUMNS = {"year"}
+FACET_SQL = re.compile(
+    r"\s*select \[?(?P<col>\w+)\]? as value, count\(\*\) as count from \(\s*"
+    r"select .*? from releases where (?P<where>.*?)\s*\)\s*"
+    r"where \[?(?P=col)\]? is not null\s*group by \[?(?P=col)\]? "
+    r"order by count desc, value limit (?P<limit>\d+)\s*",
+    re.DOTALL,
+)
 
 
-def match_expression(q: str, filters: dict | None = None) -> str:
-    """Full FTS5 MATCH for a user query, restricted to title/text, plus facets."""
-    user = rewrite_query(q or "")
-    if user is None:
-        return NO_MATCH
-    match = f"{{title text}} : ({user})"
-    tags = tags_query(filters or {})
-    return f"{match} AND {tags}" if tags else match
+def match_expression(q: str) -> str:
+    """Full FTS5 MATCH for a user query, restricted to title and text."""
+    return user_match(q or "")
 
 
 def _term_pattern(term: str, prefix: bool) -> str | None:
@@ -86,108 +113,326 @@ def snippet(text: str | None, q: str | None, size: int = SNIPPET_CHARS) -> str |
     return ("…" if start else "") + window + ("…" if start + size < len(text) else "")
 
 
-RANK_TOP = 50  # results the ranked search lists (it scores the newest 500 matches: metadata.yaml)
-K1, B, TITLE_WEIGHT = 1.2, 0.75, 10.0  # BM25 constants, as bm25(releases_fts, 10.0, 1.0, 0.0) had them
+class FacetStore:
+    """Every release's facet values as small integer codes in arrays indexed by release id.
 
-
-def _needles(q: str | None) -> list[tuple[str, bool, bool]]:
-    """(lowercased text, is a word, is a prefix) for each positive term of ``q``."""
-    needles = []
-    for m in QUERY_TOKEN.finditer(q or ""):
-        negate, phrase, word = m.group(1), m.group(2), m.group(3)
-        if word == "OR" or negate or (word or "").startswith("-"):
-            continue
-        term = phrase if phrase is not None else word
-        prefix = term.endswith("*")
-        term = unicodedata.normalize("NFKC", term.rstrip("*")).lower()
-        if CJK_RUN.search(term):
-            needles.append((SPACE_BETWEEN_CJK.sub("", term).strip(), False, False))
-        elif re.search(r"\w", term):
-            needles.append((" ".join(re.findall(r"\w+", term)), True, prefix))
-    return needles
-
-
-def _count(hay: str, needle: str, word: bool, prefix: bool) -> int:
-    """Occurrences of ``needle`` in ``hay`` (both lowercased); words only at word boundaries.
-
-    ``str.find`` and a boundary check per hit: ~20x faster than a regex over the text.
+    Read from the ``release_facets`` log, whose triggers append a row for every
+    new release and every change of a facet column: each refresh reads only
+    the rows appended since the last one (a million releases load in about a
+    second, once). Code 0 is NULL.
     """
-    count, start, size = 0, hay.find(needle), len(needle)
-    while start >= 0:
-        end = start + size
-        if not word or ((start == 0 or not hay[start - 1].isalnum())
-                        and (prefix or end >= len(hay) or not hay[end].isalnum())):
-            count += 1
-        start = hay.find(needle, end)
-    return count
 
-
-class Ranker:
-    """SQL aggregate ``pressarchive_rank(fts_rowid, title, text, q)``: BM25 over the rows given.
-
-    The canned ``search`` query feeds it the newest 500 matches and
-    gets back a JSON list of the best RANK_TOP FTS rowids, best first (ties:
-    newest first). FTS5's own bm25() computes each term's IDF by reading the
-    term's whole doclist, ~100-200 ms for a very common word or phrase on a
-    million releases; here term frequencies come from the candidates' text
-    and IDF from the candidates (for ANDed terms IDF is the same for every
-    candidate anyway: each contains every term).
-    """
+    CHUNK = 50_000
 
     def __init__(self):
-        self.rows = []
-        self.needles = None
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.size = 0
+        self.codes = {c: np.zeros(0, dtype=np.int32) for c in LOGGED_COLUMNS}
+        self.values = {c: [None] for c in LOGGED_COLUMNS}
+        self.lookup = {c: {} for c in LOGGED_COLUMNS}
+        self._ranks: dict[str, tuple] = {}
 
-    def step(self, fts_rowid, title, text, q):
-        if self.needles is None:
-            self.needles = _needles(q)
-        title, text = (title or "").lower(), (text or "").lower()
-        counts = [(_count(title, *n), _count(text, *n)) for n in self.needles]
-        self.rows.append((fts_rowid, counts, len(text) or 1))  # characters: any language
+    def code(self, column: str, value) -> int:
+        lookup = self.lookup[column]
+        code = lookup.get(value)
+        if code is None:
+            if value is None:
+                return 0
+            code = lookup[value] = len(self.values[column])
+            self.values[column].append(value)
+        return code
 
-    def finalize(self):
-        if not self.rows:
-            return "[]"
-        n = len(self.rows)
-        average = sum(row[2] for row in self.rows) / n
-        idf = []
-        for i in range(len(self.needles)):
-            df = sum(1 for row in self.rows if row[1][i][0] or row[1][i][1])
-            idf.append(math.log(1 + (n - df + 0.5) / (df + 0.5)))
-        scored = []
-        for fts_rowid, counts, length in self.rows:
-            norm = K1 * (1 - B + B * length / average)
-            score = 0.0
-            for weight, (in_title, in_text) in zip(idf, counts):
-                tf = TITLE_WEIGHT * in_title + in_text
-                score += weight * tf * (K1 + 1) / (tf + norm)
-            scored.append((-score, -fts_rowid))
-        scored.sort()
-        return json.dumps([-rowid for _, rowid in scored[:RANK_TOP]])
+    def _grow(self, top: int) -> None:
+        if top < self.size:
+            return
+        size = max(top + 1, int(self.size * 1.5), 1024)
+        for column, array in self.codes.items():
+            grown = np.zeros(size, dtype=np.int32)
+            grown[: len(array)] = array
+            self.codes[column] = grown
+        self.size = size
+
+    def refresh(self, conn) -> None:
+        """Read the log rows appended since the last refresh (call inside the read transaction)."""
+        columns = ", ".join(LOGGED_COLUMNS)
+        cursor = conn.execute(
+            f"select seq, release_id, {columns} from {FACETS_TABLE} where seq > ? order by seq",
+            [self.seq],
+        )
+        while rows := cursor.fetchmany(self.CHUNK):
+            ids = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+            # A release logged twice in the chunk: its last row holds its current values.
+            _, from_end = np.unique(ids[::-1], return_index=True)
+            keep = len(ids) - 1 - from_end
+            self._grow(int(ids.max()))
+            for j, column in enumerate(LOGGED_COLUMNS, start=2):
+                codes = np.fromiter((self.code(column, row[j]) for row in rows), dtype=np.int32,
+                                    count=len(rows))
+                self.codes[column][ids[keep]] = codes[keep]
+            self.seq = rows[-1][0]
+
+    def ranks(self, column: str) -> tuple[np.ndarray, list]:
+        """Rank of each code in SQLite's order of the values (NULL 0), and the sorted sort keys."""
+        values = self.values[column]
+        cached = self._ranks.get(column)
+        if cached is None or len(cached[0]) != len(values):
+            order = sorted(range(1, len(values)), key=lambda code: sort_key(values[code]))
+            ranks = np.zeros(len(values), dtype=np.float64)
+            ranks[order] = np.arange(1, len(values), dtype=np.float64)
+            cached = self._ranks[column] = (ranks, [sort_key(values[code]) for code in order])
+        return cached
+
+    def rank_of(self, column: str, value) -> float:
+        """Where ``value`` sorts among the column's values (between two ranks if no release has it)."""
+        ranks, keys = self.ranks(column)
+        code = self.lookup[column].get(value)
+        if code is not None:
+            return float(ranks[code])
+        return bisect.bisect_left(keys, sort_key(value)) + 0.5
 
 
-@hookimpl
-def prepare_connection(conn, database):
-    if database == "_internal":
+def sort_key(value):
+    """SQLite's order of non-NULL values: numbers, then text by code point, then blobs."""
+    if isinstance(value, (int, float)):
+        return (0, value, b"")
+    if isinstance(value, str):
+        return (1, 0, value.encode("utf-8"))
+    return (2, 0, bytes(value))
+
+
+def page_of(store: FacetStore, ids: np.ndarray, descending: bool, cursor, size: int) -> np.ndarray:
+    """The matches on this page of ``order by published [desc], id``: exactly what SQL would list.
+
+    ``cursor`` is Datasette's ``_next`` as (published or None for $null, id); None on page 1.
+    NULL sorts first, as in SQLite (last when descending).
+    """
+    ranks, _ = store.ranks("published")
+    rank = ranks[store.codes["published"][ids]]
+    if cursor is not None:
+        value, after = cursor
+        if value is None:
+            keep = (rank > 0) | (ids > after) if not descending else (rank == 0) & (ids > after)
+        else:
+            at = store.rank_of("published", value)
+            later = (rank < at) | (rank == 0) if descending else rank > at
+            keep = later | ((rank == at) & (ids > after))
+        ids, rank = ids[keep], rank[keep]
+    key = -rank if descending else rank
+    if len(ids) > size:
+        cut = np.partition(key, size)[size]
+        near = key <= cut
+        ids, key = ids[near], key[near]
+    order = np.lexsort((ids, key))
+    return ids[order[: size + 1]]
+
+
+def filter_value(column: str, raw: str):
+    """The value a ``?column=raw`` filter compares with, as SQLite would; None: leave it to SQL."""
+    if column in INTEGER_COLUMNS:
+        if not re.fullmatch(r"-?\d{1,18}", raw):
+            return None  # SQLite's numeric conversions of other spellings: leave them to SQL
+        return int(raw)
+    return raw
+
+
+STORES: dict[str, FacetStore] = {}
+STORES_LOCK = threading.Lock()
+
+
+def store_for(path: str) -> FacetStore:
+    with STORES_LOCK:
+        if path not in STORES:
+            STORES[path] = FacetStore()
+        return STORES[path]
+
+
+class SearchPlan:
+    """One table-view request's search: its matches, and the count and facets over them."""
+
+    def __init__(self, ids: np.ndarray | None, count: int, store: FacetStore | None,
+                 expected_where: str | None, page_only: bool = False):
+        self.page_only = page_only  # the WHERE lists this page's matches, not all of them
+        self.ids = ids  # matching release ids after the facet filters (None: not computed)
+        self.count = count
+        self.store = store
+        self.expected_where = expected_where  # the WHERE this plan answers for; None: answer nothing
+        self._facets: dict[str, list] = {}
+
+    def facet_rows(self, column: str, limit: int) -> list[tuple]:
+        """What Datasette's column-facet SQL returns: (value, count), commonest first."""
+        if column not in self._facets:
+            store = self.store
+            with store.lock:
+                codes = store.codes[column][self.ids] if len(self.ids) else np.zeros(0, np.int32)
+                counts = np.bincount(codes, minlength=len(store.values[column]))
+                values = list(store.values[column])
+            rows = [(values[code], int(n)) for code, n in enumerate(counts) if code and n]
+            # SQLite's order: count desc, then value (numbers before text, text by code point)
+            rows.sort(key=lambda r: (-r[1], isinstance(r[0], str), r[0]))
+            self._facets[column] = rows
+        return self._facets[column][:limit]
+
+
+class Row(tuple):
+    """A result row readable by position and by column name, like sqlite3.Row."""
+
+    def __new__(cls, names, values):
+        row = super().__new__(cls, values)
+        row.names = names
+        return row
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return list(self.names)
+
+
+ANSWERED = collections.Counter()  # SQL answered from plans, by kind ("count", "facet"): for tests
+PLANS: collections.OrderedDict[str, SearchPlan] = collections.OrderedDict()
+PLANS_MAX = 256
+
+
+def _remember(plan: SearchPlan) -> str:
+    token = uuid.uuid4().hex
+    with STORES_LOCK:
+        PLANS[token] = plan
+        while len(PLANS) > PLANS_MAX:
+            PLANS.popitem(last=False)
+    return token
+
+
+class Unanswerable(Exception):
+    """SQL that would run over a page's ids as if they were every match: refused, never answered."""
+
+
+def answer(plan: SearchPlan, sql: str) -> Results | None:
+    """Datasette's count or column-facet SQL for this plan's request, answered from the plan."""
+    where = plan.expected_where
+    if where is None:
+        return None
+    if sql == f"select count(*) from releases where {where} ":
+        ANSWERED["count"] += 1
+        return Results([Row(("count(*)",), (plan.count,))], False, [("count(*)",)])
+    m = FACET_SQL.fullmatch(sql)
+    if m and m.group("col") in LOGGED_COLUMNS and plan.ids is not None:
+        inner = m.group("where")
+        # the search's WHERE, maybe followed by Datasette's pagination clauses (_next): the
+        # facets of a search count over all of its matches on every page
+        if inner == where or inner.startswith(where + " and "):
+            rows = plan.facet_rows(m.group("col"), int(m.group("limit")))
+            ANSWERED["facet"] += 1
+            names = ("value", "count")
+            return Results([Row(names, r) for r in rows], False, [(n,) for n in names])
+    if plan.page_only and not (sql.startswith("select ") and f" from releases where {where}" in sql
+                               and re.search(r" limit \d+(?: offset \d+)?$", sql)):
+        # The WHERE lists only the page's rows: only the page itself may be read through it.
+        raise Unanswerable(f"pressarchive: the search plan cannot answer {sql[:80]!r}")
+    return None
+
+
+def install(database) -> None:
+    """Let this database's execute() answer the plugin's planned counts and facets."""
+    if getattr(database, "_pressarchive_execute", None):
         return
-    conn.create_function("pressarchive_match", 1, match_expression, deterministic=True)
-    conn.create_function("pressarchive_snippet", 2, snippet, deterministic=True)
-    conn.create_aggregate("pressarchive_rank", 4, Ranker)
-    # Belt and braces on top of Datasette's mode=ro: refuse writes outright.
-    conn.execute("pragma query_only = 1")
-    # The index is read by many small seeks; give it room.
-    conn.execute("pragma cache_size = -65536")
-    conn.execute("pragma mmap_size = 1073741824")
+    original = database.execute
+
+    async def execute(sql, params=None, *args, **kwargs):
+        if isinstance(params, dict) and "_pa_token" in params:
+            plan = PLANS.get(params["_pa_token"])
+            if plan is not None:
+                results = answer(plan, sql)
+                if results is not None:
+                    return results
+        return await original(sql, params, *args, **kwargs)
+
+    database.execute = execute
+    database._pressarchive_execute = original
 
 
-def _exact_filters(request) -> dict:
-    """``?language=zh`` style equality filters on facet columns (facet links)."""
-    filters = {}
-    for column in TAG_COLUMNS:
-        values = request.args.getlist(column) + request.args.getlist(f"{column}__exact")
-        if len(values) == 1:
-            filters[column] = values[0]
-    return filters
+def _filter_pairs(request):
+    """Datasette's column filters of this request, and whether the plugin can count them exactly."""
+    pairs, exact = [], True
+    for key in request.args:
+        if key.startswith("_") and "__" not in key:
+            if key not in NEUTRAL_ARGS:
+                exact = False  # _where=, _through=, _facet_date= and anything else: plain SQL
+            continue
+        for value in request.args.getlist(key):
+            pairs.append((key, value))
+            column = key[: -len("__exact")] if key.endswith("__exact") else key
+            if column not in FACET_COLUMNS:
+                exact = False
+    return pairs, exact
+
+
+def _page_request(request, datasette, database):
+    """(descending, cursor, page size) when the page is ordered by published; else None."""
+    sort, sort_desc = request.args.get("_sort"), request.args.get("_sort_desc")
+    if not sort and not sort_desc:
+        metadata = datasette.table_metadata(database, "releases")
+        sort, sort_desc = metadata.get("sort"), metadata.get("sort_desc")
+        size = metadata.get("size")
+    else:
+        size = datasette.table_metadata(database, "releases").get("size")
+    if (sort_desc or sort) != "published" or (sort and sort_desc):
+        return None
+    size = request.args.get("_size") or size or datasette.page_size
+    try:
+        size = datasette.max_returned_rows if size == "max" else int(size)
+    except ValueError:
+        return None
+    if not 0 < size <= datasette.max_returned_rows:
+        return None
+    cursor = None
+    after = request.args.get("_next")
+    if after:
+        components = urlsafe_components(after)
+        if len(components) != 2 or not re.fullmatch(r"\d+", components[1]):
+            return None
+        value = None if after.split(",")[0] == "$null" else components[0]
+        cursor = (value, int(components[1]))
+    return bool(sort_desc), cursor, size
+
+
+def _plan_search(conn, store, match, facet_filters, need_ids, page):
+    """In one read transaction: bring the facet arrays up to date, read the matching ids.
+
+    Returns (matching ids after the facet filters, their count, the page's ids or None).
+    """
+    conn.execute("begin")
+    try:
+        if not need_ids:
+            count = conn.execute(
+                f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match ?", [match]
+            ).fetchone()[0]
+            if count > LITERAL_IDS_MAX:
+                return None, count, None
+        if store is not None:
+            with store.lock:
+                store.refresh(conn)
+        joined = conn.execute(
+            f"select group_concat(rowid % {ID_BITS}) from {FTS_TABLE} where {FTS_TABLE} match ?",
+            [match],
+        ).fetchone()[0]
+    finally:
+        conn.execute("commit")
+    ids = np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, np.int64)
+    if store is None:
+        return ids, len(ids), None
+    with store.lock:
+        if len(ids) and ids.max() >= store.size:
+            return ids, None, None  # a match the arrays do not know (a release the log missed)
+        if facet_filters:
+            keep = np.ones(len(ids), dtype=bool)
+            for column, value in facet_filters:
+                keep &= store.codes[column][ids] == store.lookup[column].get(value, -1)
+            ids = ids[keep]
+        shown = page_of(store, ids, *page) if page and len(ids) > LITERAL_IDS_MAX else None
+    return ids, len(ids), shown
 
 
 # trylast: Datasette's own search filter runs earlier and sets
@@ -205,21 +450,90 @@ def filters_from_request(request, database, table, datasette):
         context = {"supports_search": True, "search": q}
         if not q.strip():
             return FilterArguments([], extra_context=context)
-        match = match_expression(q, _exact_filters(request))
-        # The index is asked once per page: the newest matches' ids go into the page's SQL as
-        # literals, so the count, every facet and the rows reuse them instead of running
-        # the MATCH again (a phrase of common words costs ~15 ms a MATCH at 1M releases).
-        found = await db.execute(
-            f"select rowid % {ID_BITS} from {FTS_TABLE} where {FTS_TABLE} match :m "
-            f"order by rowid desc limit {SEARCH_LIMIT + 1}",
-            {"m": match},
+        install(db)
+        match = match_expression(q)
+        pairs, exact = _filter_pairs(request)
+        has_log = await db.table_exists(FACETS_TABLE)
+        store = store_for(db.path or db.name) if has_log else None
+        exact = exact and store is not None
+        facet_filters = []
+        if exact:
+            for key, value in pairs:
+                column = key[: -len("__exact")] if key.endswith("__exact") else key
+                value = filter_value(column, value)
+                if value is None:
+                    exact = False
+                    break
+                facet_filters.append((column, value))
+        shape_only = request.args.get("_shape") in ("array", "object")
+        nocount = request.args.get("_nocount") or shape_only
+        nofacet = request.args.get("_nofacet") or shape_only
+        need_ids = exact and not (nocount and nofacet)
+        # A page of a search ordered by date (the default) is cut from the matches here, so SQLite
+        # reads just its rows; the count and the facets, which would otherwise read the rows of
+        # every match, are answered from the plan (and nothing else may run over that WHERE).
+        page = None
+        if need_ids and not request.args.get("_stream") and not datasette.setting("suggest_facets"):
+            page = _page_request(request, datasette, database)
+        ids, count, shown = await db.execute_fn(
+            lambda conn: _plan_search(conn, store if need_ids else None, match,
+                                      facet_filters if exact else [], need_ids, page)
         )
-        ids = [int(row[0]) for row in found.rows]
-        description = f'search matches "{q}"'
-        if len(ids) > SEARCH_LIMIT:
-            description += f" (the newest {SEARCH_LIMIT:,} matches: add words or filters to see older ones)"
-        listed = ", ".join(str(i) for i in ids[:SEARCH_LIMIT]) or "null"
-        return FilterArguments([f"rowid in ({listed})"], {}, [description], context)
+        if count is None:
+            exact, ids, shown = False, None, None
+        if shown is not None:
+            listed = ", ".join(str(i) for i in sorted(shown.tolist())) or "null"
+            clause = f"rowid in ({listed})"
+        elif ids is not None and len(ids) <= LITERAL_IDS_MAX:
+            listed = ", ".join(str(i) for i in sorted(ids.tolist())) or "null"
+            clause = f"rowid in ({listed})"
+        else:
+            # "+rowid": not a lookup key, so SQLite reads the rows in the sort's index order
+            # and keeps those the index matched, stopping when the page is full.
+            clause = f"+rowid in ({MATCHING_IDS})"
+        expected_where = None
+        if exact and need_ids:
+            where_clauses, _ = Filters(sorted(pairs), {}, None).build_where_clauses("releases")
+            expected_where = " and ".join(where_clauses + [clause])
+        plan = SearchPlan(ids if exact else None, count or 0, store, expected_where,
+                          page_only=shown is not None)
+        token = _remember(plan)
+        return FilterArguments([clause], {"_pa_match": match, "_pa_token": token},
+                               [f'search matches "{q}"'], context)
+
+    return inner
+
+
+@hookimpl
+def prepare_connection(conn, database):
+    if database == "_internal":
+        return
+    conn.create_function("pressarchive_match", 1, match_expression, deterministic=True)
+    conn.create_function("pressarchive_snippet", 2, snippet, deterministic=True)
+    # Belt and braces on top of Datasette's mode=ro: refuse writes outright.
+    conn.execute("pragma query_only = 1")
+    # The index is read by many small seeks; give it room.
+    conn.execute("pragma cache_size = -65536")
+    conn.execute("pragma mmap_size = 1073741824")
+
+
+@hookimpl
+def extra_template_vars(template, database, request, datasette):
+    """The total number of matches, for the ranked search page (it lists the best 50)."""
+    if template != "query.html" or request is None or not request.args.get("q"):
+        return {}
+    if request.url_vars.get("table") != "search":
+        return {}
+
+    async def inner():
+        db = datasette.get_database(database)
+        if not await db.table_exists(FTS_TABLE):
+            return {}
+        total = await db.execute(
+            f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match :m",
+            {"m": match_expression(request.args.get("q"))},
+        )
+        return {"search_total": total.first()[0]}
 
     return inner
 
