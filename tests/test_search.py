@@ -218,8 +218,23 @@ def test_search_counts_facets_and_pages_every_match(archive, client, monkeypatch
     assert facets["source_id"] == {"state_us": 7} and facets["year"] == {"2024": 1, "2023": 4}
     assert every_page(client, _search="the") == [2, 3, 40, 41, 42, 50, 51]
     assert every_page(client, _search="the", _sort="published") == [50, 51, 3, 40, 41, 42, 2]
+    status, response = client("/archive/releases", _search="the", _size=2)
+    assert status == 200 and "7 rows where search matches" in response.text
     data, facets = table(client, _search="the", language="zh")
     assert data["filtered_table_rows_count"] == 0 and facets["language"] == {}
+
+
+def test_facet_on_another_column_is_plain_sql(client, monkeypatch):
+    """A facet the plugin keeps no arrays for is counted by SQLite, over every match."""
+    monkeypatch.setattr(plugin_module(), "LITERAL_IDS_MAX", 0)
+    data, facets = table(client, _search="网络 OR the", _facet="date_source")
+    assert data["filtered_table_rows_count"] == 3
+    assert sum(facets.get("date_source", {}).values()) == 0  # no release here has a date_source
+    status, response = client("/archive/releases.json", _search="网络 OR the", _facet_date="published")
+    dates = {v["value"]: v["count"] for v in response.json()["facet_results"]["published"]["results"]}
+    assert dates == {"2024-06-01": 1, "2024-05-01": 1, "2023-01-01": 1}
+    data, facets = table(client, _search="网络 OR the", _facet="url")
+    assert sorted(facets["url"]) == ["https://example.org/1", "https://example.org/2", "https://example.org/3"]
 
 
 def test_csv_stream_lists_every_match(client, monkeypatch):
@@ -260,6 +275,9 @@ def test_canned_search_ranks_and_highlights(client):
     assert "software" not in response.json()["rows"][0]["snippet"]
     status, response = client("/archive/search", q="网络")
     assert "<mark>网络</mark>" in response.text
+    assert '<p class="search-total">2 releases match.</p>' in response.text
+    status, response = client("/archive/search", q="知识产权")
+    assert '<p class="search-total">1 release matches.</p>' in response.text
     status, response = client("/archive/search.json", q="", _shape="objects")
     assert status == 200 and response.json()["rows"] == []
 

@@ -60,7 +60,7 @@ MATCHING_IDS = (f"select rowid % {ID_BITS} from {FTS_TABLE} "
 # Request arguments that change nothing in the WHERE clause of the table view.
 NEUTRAL_ARGS = {
     "_search", "_searchmode", "_sort", "_sort_desc", "_sort_by_desc", "_next", "_size",
-    "_facet", "_facet_size", "_labels", "_label", "_nocount",
+    "_facet", "_facet_size", "_facet_date", "_facet_array", "_labels", "_label", "_nocount",
     "_nofacet", "_nosuggest", "_shape", "_col", "_nocol", "_trace", "_timelimit", "_json",
     "_json_infinity", "_nl", "_stream", "_dl", "_header", "_context", "_ttl", "_hash",
 }
@@ -123,6 +123,7 @@ class FacetStore:
     """
 
     CHUNK = 50_000
+    MAX_ID = 2**27  # arrays for ids up to here (7 columns x 4 bytes: 3.8 GB at most); beyond: SQL
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -146,6 +147,8 @@ class FacetStore:
     def _grow(self, top: int) -> None:
         if top < self.size:
             return
+        if top >= self.MAX_ID:
+            raise OverflowError(f"release id {top} is too large for the facet arrays")
         size = max(top + 1, int(self.size * 1.5), 1024)
         for column, array in self.codes.items():
             grown = np.zeros(size, dtype=np.int32)
@@ -359,7 +362,7 @@ def _filter_pairs(request):
     for key in request.args:
         if key.startswith("_") and "__" not in key:
             if key not in NEUTRAL_ARGS:
-                exact = False  # _where=, _through=, _facet_date= and anything else: plain SQL
+                exact = False  # _where=, _through= and anything else: plain SQL
             continue
         for value in request.args.getlist(key):
             pairs.append((key, value))
@@ -403,7 +406,9 @@ def _plan_search(conn, store, match, facet_filters, need_ids, page):
 
     Returns (matching ids after the facet filters, their count, the page's ids or None).
     """
-    conn.execute("begin")
+    own_transaction = not conn.in_transaction
+    if own_transaction:
+        conn.execute("begin")
     try:
         if not need_ids:
             count = conn.execute(
@@ -413,16 +418,20 @@ def _plan_search(conn, store, match, facet_filters, need_ids, page):
                 return None, count, None
         if store is not None:
             with store.lock:
-                store.refresh(conn)
+                try:
+                    store.refresh(conn)
+                except OverflowError:
+                    store = None  # counted by SQLite instead
         joined = conn.execute(
             f"select group_concat(rowid % {ID_BITS}) from {FTS_TABLE} where {FTS_TABLE} match ?",
             [match],
         ).fetchone()[0]
     finally:
-        conn.execute("commit")
+        if own_transaction:
+            conn.execute("commit")
     ids = np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, np.int64)
     if store is None:
-        return ids, len(ids), None
+        return ids, (len(ids) if not facet_filters else None), None
     with store.lock:
         if len(ids) and ids.max() >= store.size:
             return ids, None, None  # a match the arrays do not know (a release the log missed)
@@ -473,7 +482,11 @@ def filters_from_request(request, database, table, datasette):
         # reads just its rows; the count and the facets, which would otherwise read the rows of
         # every match, are answered from the plan (and nothing else may run over that WHERE).
         page = None
-        if need_ids and not request.args.get("_stream") and not datasette.setting("suggest_facets"):
+        # (facets the plugin keeps no arrays for run as SQL over the WHERE: it must hold every match)
+        other_facets = (set(request.args.getlist("_facet")) - set(LOGGED_COLUMNS)
+                        or request.args.get("_facet_date") or request.args.get("_facet_array"))
+        if (need_ids and not request.args.get("_stream") and not other_facets
+                and not datasette.setting("suggest_facets")):
             page = _page_request(request, datasette, database)
         ids, count, shown = await db.execute_fn(
             lambda conn: _plan_search(conn, store if need_ids else None, match,
