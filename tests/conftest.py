@@ -76,3 +76,64 @@ def demo_servers(site_server) -> dict[str, SiteServer]:
 def demo_sources(tmp_path, demo_servers) -> Path:
     """The demo's sources.toml with the running demo servers' base URLs filled in."""
     return write_sources(DEMO_SOURCES, demo_servers, tmp_path / "demo-sources.toml")
+
+
+# --- A generated archive of ~2,400 releases, crawled for real (tests/test_exact_search.py,
+# tests/test_browser.py). -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def generated_archive(tmp_path_factory):
+    """Path of a real ``archive.db`` made by crawling the sites of ``tests/gensite.py``.
+
+    The four generated sites (~2,400 releases, sitemap discovery) are served by
+    ``SiteServer`` on 127.0.0.1 and crawled by ``python -m crawler crawl`` in a child
+    process, as tests/test_crawl.py does (WARC capture on, as a user runs it). Built once
+    per session: ~35 s on 2 cores (printed with ``-s``, kept in ``build_seconds``).
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import gensite
+
+    started = time.monotonic()
+    root = tmp_path_factory.mktemp("gensite")
+    site = gensite.build(root)
+    servers = {}
+    for key, folder in site.sites.items():
+        servers[key] = SiteServer(folder).start()  # (TCP_NODELAY: crawler/demo/server.py)
+    try:
+        sources = write_sources(site.sources_template, servers, root / "gen-sources.toml")
+        # The crawl runs the code under test (this checkout), whatever else is installed.
+        root_dir = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root_dir, os.environ.get("PYTHONPATH")]))}
+        env["PRESSARCHIVE_NOW"] = "2026-01-15T12:00:00Z"  # every generated date is before it
+        db = root / "archive.db"
+        result = subprocess.run(
+            [sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", str(db),
+             "--log-level", "WARNING"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        )
+        bases = {key: server.base_url for key, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert result.returncode == 0, result.stderr[-5000:]
+    archive = GeneratedArchive(db, site, bases, time.monotonic() - started, result)
+    print(f"\ngenerated_archive: {len(site.releases)} releases generated and crawled in "
+          f"{archive.build_seconds:.1f} s ({db})")
+    return archive
+
+
+class GeneratedArchive:
+    """What ``generated_archive`` gives: ``path`` (archive.db), ``site`` (gensite.GeneratedSite),
+    ``bases`` (server key -> base URL the crawl saw), ``build_seconds``, ``crawl`` (CompletedProcess)."""
+
+    def __init__(self, path, site, bases, build_seconds, crawl):
+        self.path, self.site, self.bases = path, site, bases
+        self.build_seconds, self.crawl = build_seconds, crawl
+
+    def __fspath__(self):
+        return str(self.path)

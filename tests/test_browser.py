@@ -2,18 +2,25 @@
 
 Starts the real ``serve`` command on 127.0.0.1 as a subprocess and drives
 Debian's headless Chromium through Selenium: an English and a Chinese query
-typed into the releases table's search box must list the expected releases.
+typed into the releases table's search box must list the expected releases,
+and on the crawled ~2,400-release archive of ``tests/gensite.py`` (fixture
+``generated_archive``) the count shown for a query matching more than 500
+releases must be the exact number of matches.
 Needs the apt packages ``chromium`` and ``chromium-driver``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import unicodedata
 import urllib.request
 from pathlib import Path
 
@@ -44,19 +51,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    path = tmp_path / "archive.db"
-    db = open_archive(path)
-    ensure_search(db)
-    with db.conn:
-        db["releases"].insert_all(
-            {"id": i, "title": title, "language": lang, "published": published, "year": 2024,
-             "text": text, "url": f"https://example.org/{i}", "source_id": "demo"}
-            for i, title, lang, published, text in RELEASES
-        )
-        index_releases(db, [r[0] for r in RELEASES])
-    db.close()
+@contextlib.contextmanager
+def serving(path: Path):
+    """``pressarchive serve --db PATH`` on a free port of 127.0.0.1; yields the base URL."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-c", "from crawler.serve import serve_command; serve_command()",
@@ -73,9 +70,44 @@ def server(tmp_path):
                 process.kill()
                 pytest.fail(f"serve did not start: {process.stdout.read().decode()}")
             time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = tmp_path / "archive.db"
+    db = open_archive(path)
+    ensure_search(db)
+    with db.conn:
+        db["releases"].insert_all(
+            {"id": i, "title": title, "language": lang, "published": published, "year": 2024,
+             "text": text, "url": f"https://example.org/{i}", "source_id": "demo"}
+            for i, title, lang, published, text in RELEASES
+        )
+        index_releases(db, [r[0] for r in RELEASES])
+    db.close()
+    with serving(path) as base:
+        yield base
+
+
+@pytest.fixture
+def generated_server(generated_archive, tmp_path):
+    """The crawled generated archive, served by ``pressarchive serve`` from a copy (serve may
+    update the search index; the session's archive stays as the crawl left it)."""
+    copy = tmp_path / "archive.db"
+    source = sqlite3.connect(f"file:{generated_archive.path}?mode=ro", uri=True)
+    target = sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    with serving(copy) as base:
+        yield base, copy
 
 
 @pytest.fixture
@@ -127,3 +159,43 @@ def test_ranked_search_highlights_matches(server, browser, tmp_path):
     marks = browser.find_elements(By.CSS_SELECTOR, "span.snippet mark")
     assert [mark.text for mark in marks] == ["网络"]
     browser.save_screenshot(str(tmp_path / "ranked-search.png"))
+
+
+def matching_rows(path: Path, field_matches) -> list[sqlite3.Row]:
+    """Releases whose title or text matches, computed from the rows (not the search index)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("select id, title, text, published from releases").fetchall()
+    finally:
+        conn.close()
+    return [r for r in rows if field_matches(r["title"] or "") or field_matches(r["text"] or "")]
+
+
+GENERATED_QUERIES = [
+    # typed into the box, truth on one field (title or text)
+    ("sanctions", lambda field: bool(re.search(r"(?<!\w)sanctions(?!\w)", field, re.IGNORECASE))),
+    ("网络", lambda field: "网络" in unicodedata.normalize("NFKC", field)),
+    ('"intellectual property"',
+     lambda field: bool(re.search(r"(?<!\w)intellectual\W+property(?!\w)", field, re.IGNORECASE))),
+]
+
+
+def test_search_box_shows_the_exact_count_of_many_matches(generated_server, browser, tmp_path):
+    """A query matching more than 500 of ~2,400 crawled releases: the page says how many, exactly
+    ("1,195 rows where search matches ..."), and lists the newest match first."""
+    from selenium.webdriver.common.by import By
+
+    base, path = generated_server
+    for query, field_matches in GENERATED_QUERIES:
+        matches = matching_rows(path, field_matches)
+        assert len(matches) > 500, query
+        titles = search_in_box(browser, base, query)
+        headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h3") if " row" in h.text]
+        assert len(headings) == 1, headings
+        assert re.match(rf"{len(matches):,} rows\b", headings[0]), (query, headings[0], len(matches))
+        newest = sorted(sorted(matches, key=lambda r: r["id"]), key=lambda r: r["published"], reverse=True)
+        assert titles[:3] == [r["title"] for r in newest[:3]], query
+    shot = tmp_path / "search-generated.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000

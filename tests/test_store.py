@@ -221,8 +221,8 @@ def test_same_text_index_new_archives_compact_old_ones_keep_theirs(tmp_path):
     assert [row[0] for row in new.db.execute(same_text, {"id": 3})] == [3]
     plan = " ".join(row[3] for row in new.db.execute("explain query plan " + same_text, {"id": 1}))
     assert "USING INDEX idx_releases_content_key" in plan, plan
-    # No per-row token counts: nothing reads them (the Datasette plugin ranks by its own BM25).
-    assert not new.db[f"{search_index.FTS_TABLE}_docsize"].exists()
+    # Per-row token counts: the ranked search's bm25() needs each row's length.
+    assert new.db[f"{search_index.FTS_TABLE}_docsize"].exists()
     new.close()
     conn = sqlite3.connect(tmp_path / "old.db")  # an archive made when the full hash was indexed
     conn.execute("create table releases (id integer primary key, url text, content_hash text)")

@@ -324,6 +324,9 @@ class _QuietHTTPServer(ThreadingHTTPServer):
 def _make_handler(site: SiteServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: on a kept-alive connection Nagle's algorithm
+        # would hold the second until the client's delayed ACK, ~40 ms a request.
+        disable_nagle_algorithm = True
         server_version = "pressarchive-sites/1"
 
         def do_GET(self):
