@@ -18,7 +18,10 @@ Guarantees, and how they are kept:
   by ``published`` then ``id`` with undated rows last, all rows come from one
   read transaction.
 - Bounded memory: rows stream from a cursor in batches; nothing is held per
-  archive, so peak RSS does not grow with the archive.
+  archive, so peak RSS does not grow with the archive. ``--search`` holds the
+  matching release ids once (a Python list, ~36 bytes an id), copies them
+  into a TEMP table of the read connection and lets go of the list: the
+  queries then join that table, never a list of literal ids.
 
 The archive is opened read-only; exporting never changes it.
 """
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import click
 
-from pipelines import schema
+from pipelines import schema, search_index
 
 EXPORT_TABLES = ("releases", "release_versions", "removals", "sources", "crawl_runs")
 
@@ -49,6 +52,15 @@ RELEASES_LEAD_COLUMNS = (
 
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
 TMP_PREFIX = ".export-tmp-"
+# --search: the matching release ids, in a TEMP table of the export's read-only
+# connection (mode=ro still allows TEMP tables; ``pragma query_only`` would not).
+SEARCH_TABLE = "temp.export_search_ids"
+SEARCH_CLAUSE = f"+id IN (SELECT id FROM {SEARCH_TABLE})"  # see release_filter
+SEARCH_LANGUAGE = (
+    "the Datasette search box's query language over title and text: words ANDed, "
+    '"quoted phrases", OR, -word, word*; Chinese, Japanese and Korean found without '
+    'spaces; English by whole words ("war" does not match "software")'
+)
 BATCH_ROWS = 500  # a few MB of text at most: keeps RSS flat, amortises encoding
 ROW_ORDER = (
     "published ascending, then id; rows without a published date "
@@ -133,9 +145,11 @@ class Filters:
     sources: tuple[str, ...] = ()
     since: str | None = None
     until: str | None = None
+    search: str | None = None  # exactly as typed; None: no search
 
     def as_dict(self) -> dict:
-        return {"sources": list(self.sources), "since": self.since, "until": self.until}
+        return {"sources": list(self.sources), "since": self.since, "until": self.until,
+                "search": self.search}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +211,16 @@ def quoted(columns: list[str]) -> str:
 
 
 def release_filter(filters: Filters) -> tuple[list[str], list]:
-    """WHERE clauses selecting the releases the filters ask for."""
+    """WHERE clauses selecting the releases the filters ask for.
+
+    ``--search`` is a join on the ids :func:`load_search_ids` put in
+    ``SEARCH_TABLE``. ``+id`` keeps SQLite walking the ``published`` index
+    (checking each id in the table) instead of fetching the matches by id and
+    then sorting whole rows, text included.
+    """
     clauses, params = [], []
+    if filters.search is not None:
+        clauses.append(SEARCH_CLAUSE)
     if filters.sources:
         clauses.append(f"source_id IN ({', '.join('?' * len(filters.sources))})")
         params += filters.sources
@@ -245,12 +267,15 @@ def related_query(conn, table: str, filters: Filters) -> TableQuery:
     Tables keyed by ``release_id`` follow every filter; tables with only a
     ``source_id`` (crawl_runs, removals without release_id) follow --source;
     ``sources`` keeps the chosen sources. Date filters concern publication
-    dates, so they never cut crawl runs.
+    dates, and a search concerns their text, so neither cuts crawl runs.
     """
     columns = ordered_columns(conn, table)
     clauses, params = [], []
     selection, selection_params = release_filter(filters)
-    if "release_id" in columns and selection:
+    if "release_id" in columns and selection == [SEARCH_CLAUSE]:
+        # only a search: its ids directly (filtering releases again costs seconds at a million)
+        clauses.append(f"release_id IN (SELECT id FROM {SEARCH_TABLE})")
+    elif "release_id" in columns and selection:
         clauses.append(f"release_id IN (SELECT id FROM releases{where(selection)})")
         params += selection_params
     elif filters.sources:
@@ -269,6 +294,60 @@ def plan_queries(conn, filters: Filters) -> list[TableQuery]:
         if table in tables:
             queries.append(related_query(conn, table, filters))
     return queries
+
+
+def check_search_index(conn, db_path: Path, filters: Filters) -> None:
+    """--search needs the archive's search index, complete and of this version.
+
+    Writers index releases in the transaction that stores them; an archive
+    can still lack the index (never served or crawled by this version) or
+    hold releases written by a tool that does not index. Searching such an
+    index would silently leave releases out of a snapshot that claims to
+    hold every match, so refuse instead.
+    """
+    if filters.search is None:
+        return
+    tables = existing_tables(conn)
+    update = f"start 'pressarchive serve --db {db_path}' once (it updates the index), then export again"
+    if not {search_index.FTS_TABLE, search_index.ROWS_TABLE, search_index.PENDING_TABLE} <= tables:
+        raise ExportError(f"{db_path} has no search index ({search_index.FTS_TABLE}): {update}")
+    version = None
+    if "_pressarchive" in tables:
+        row = conn.execute("SELECT value FROM _pressarchive WHERE key = 'search_version'").fetchone()
+        version = row[0] if row else None
+    if version != search_index.SEARCH_VERSION:
+        raise ExportError(
+            f"the search index of {db_path} is out of date (format {version or 'unknown'}, "
+            f"not {search_index.SEARCH_VERSION}): {update}"
+        )
+    # Releases changed since indexed are in the pending table (triggers put them there, deletes
+    # included), so with it empty the indexed ids are a subset of releases: equal counts (two
+    # O(1)-ish count(*)s, not a 5-second anti-join at a million) then mean every release is indexed.
+    pending, releases, indexed = conn.execute(
+        f"SELECT (SELECT count(*) FROM {search_index.PENDING_TABLE}), (SELECT count(*) FROM releases), "
+        f"(SELECT count(*) FROM {search_index.ROWS_TABLE})"
+    ).fetchone()
+    if pending or releases != indexed:
+        raise ExportError(
+            f"the search index of {db_path} is out of date (releases were written without "
+            f"updating it): {update}"
+        )
+
+
+def load_search_ids(conn, filters: Filters) -> int | None:
+    """Put the ids of every release matching --search into SEARCH_TABLE; return how many.
+
+    Called inside the export's read transaction, so the ids and the rows
+    exported come from the same state of the archive.
+    """
+    if filters.search is None:
+        return None
+    ids = search_index.matching_release_ids(conn, filters.search)
+    ids.sort()  # in key order: the table's b-tree is filled by appending
+    conn.execute(f"DROP TABLE IF EXISTS {SEARCH_TABLE}")
+    conn.execute(f"CREATE TABLE {SEARCH_TABLE} (id INTEGER PRIMARY KEY)")
+    conn.executemany(f"INSERT OR IGNORE INTO {SEARCH_TABLE} (id) VALUES (?)", ((i,) for i in ids))
+    return conn.execute(f"SELECT count(*) FROM {SEARCH_TABLE}").fetchone()[0]
 
 
 def check_sources(conn, filters: Filters) -> None:
@@ -419,7 +498,8 @@ def write_text(folder: Path, name: str, text: str) -> dict:
     return {"name": name, "bytes": out.size, "sha256": out.sha256.hexdigest()}
 
 
-def snapshot_readme(files: list[dict], filters: Filters, options: Options) -> str:
+def snapshot_readme(files: list[dict], filters: Filters, options: Options,
+                    search_matches: int | None = None) -> str:
     """Column guide for the snapshot; no timestamps, so it is reproducible too."""
     lines = [
         "# pressarchive snapshot",
@@ -455,6 +535,15 @@ def snapshot_readme(files: list[dict], filters: Filters, options: Options) -> st
         lines.append("JSON Lines, UTF-8: one object per row, keys in column order, null for missing values.")
     lines += ["", f"Rows in `releases` are ordered by {ROW_ORDER}. Other tables by primary key.", ""]
     lines += [f"Filters: `{json.dumps(filters.as_dict(), ensure_ascii=False)}`", ""]
+    if filters.search is not None:
+        lines += [
+            f"Search: `{json.dumps(filters.search, ensure_ascii=False)}` matched {search_matches} "
+            "releases in the archive's full-text index; this snapshot holds those that also pass "
+            "the other filters, and only their rows of the tables keyed by release (the SQL in "
+            f"`manifest.json` reads the matched ids from `{SEARCH_TABLE}`). Query language: "
+            f"{SEARCH_LANGUAGE}.",
+            "",
+        ]
     for entry in files:
         lines += [f"## {entry['name']} ({entry['rows']} rows)", ""]
         notes = COLUMN_NOTES.get(entry["table"], {})
@@ -548,12 +637,13 @@ def write_snapshot(conn, db_path: Path, folder: Path, name: str, filters: Filter
     """Write every file of snapshot ``name`` into ``folder``; return the manifest."""
     conn.execute("BEGIN")  # one read transaction: all files see the same archive
     try:
+        search_matches = load_search_ids(conn, filters)
         data = [write_table(conn, q, folder, options) for q in plan_queries(conn, filters)]
         last_crawl = last_crawl_time(conn)
         db_schema = archive_schema_version(conn)
     finally:
         conn.execute("COMMIT")
-    readme = write_text(folder, "README.md", snapshot_readme(data, filters, options))
+    readme = write_text(folder, "README.md", snapshot_readme(data, filters, options, search_matches))
     manifest = {
         "snapshot": name,
         "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -565,6 +655,17 @@ def write_snapshot(conn, db_path: Path, folder: Path, name: str, filters: Filter
             "schema_version": db_schema,
         },
         "filters": filters.as_dict(),
+    }
+    if filters.search is not None:
+        manifest["search"] = {
+            "query": filters.search,
+            "matched": search_matches,  # every match in the archive, before the other filters
+            "language": SEARCH_LANGUAGE,
+            "index": search_index.FTS_TABLE,
+            "index_version": search_index.SEARCH_VERSION,
+            "ids_table": SEARCH_TABLE,  # holds the matched ids while the queries below run
+        }
+    manifest |= {
         "format": options.format,
         "excel": options.excel,
         "row_order": {"releases": ROW_ORDER, "other tables": "primary key"},
@@ -584,6 +685,7 @@ def export_snapshot(db_path, out_dir, filters: Filters = Filters(), options: Opt
     conn = open_readonly(db_path)
     try:
         check_sources(conn, filters)
+        check_search_index(conn, db_path, filters)
         prepare_out_dir(out_dir)
         now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         name = snapshot_name(now, out_dir)
@@ -643,12 +745,26 @@ def parse_date(value: str | None, option: str) -> str | None:
     raise ExportError(f"{option} must be a date YYYY-MM-DD, got {value!r}")
 
 
-def build_filters(sources, since, until) -> Filters:
+def check_query(search: str | None) -> str | None:
+    """A query with nothing to find (empty, only punctuation, only -exclusions) is refused.
+
+    The search box shows no results for it; as a snapshot it would be an
+    empty file that looks like "nothing matched", when nothing was asked.
+    """
+    if search is not None and search_index.rewrite_query(search) is None:
+        raise ExportError(
+            f"--search {search!r} has nothing to search for: give a word, a \"phrase\" or word* "
+            "(-word only excludes)"
+        )
+    return search
+
+
+def build_filters(sources, since, until, search=None) -> Filters:
     since, until = parse_date(since, "--since"), parse_date(until, "--until")
     if since and until and since > until:
         raise ExportError(f"--since {since} is after --until {until}")
     # sorted and deduplicated: the same selection always gives the same manifest
-    return Filters(tuple(sorted(set(sources))), since, until)
+    return Filters(tuple(sorted(set(sources))), since, until, check_query(search))
 
 
 @click.command("export")
@@ -660,13 +776,16 @@ def build_filters(sources, since, until) -> Filters:
               help="Only this source (repeatable).")
 @click.option("--since", metavar="DATE", help="Only releases published on or after DATE (YYYY-MM-DD).")
 @click.option("--until", metavar="DATE", help="Only releases published on or before DATE (YYYY-MM-DD).")
+@click.option("--search", metavar="QUERY",
+              help="Only releases matching QUERY, as in the search box: words ANDed, \"phrases\", "
+                   "OR, -word, word*; Chinese/Japanese/Korean without spaces. Needs the search index.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
               show_default=True, help="Data file format.")
 @click.option("--excel", is_flag=True,
               help="CSV for spreadsheets: UTF-8 BOM so Chinese displays, formula-like cells neutralised.")
 @click.option("--keep", type=click.IntRange(min=1), metavar="N",
               help="Keep only the N newest snapshots in --out (other files are never touched).")
-def export_command(db_path, out_dir, sources, since, until, fmt, excel, keep):
+def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, keep):
     """Write a citable snapshot of the archive to OUT/<UTC timestamp>/.
 
     The folder holds one file per table, manifest.json (row counts,
@@ -675,7 +794,7 @@ def export_command(db_path, out_dir, sources, since, until, fmt, excel, keep):
     """
     if excel and fmt != "csv":
         raise ExportError("--excel applies to --format csv only")
-    filters = build_filters(sources, since, until)
+    filters = build_filters(sources, since, until, search)
     folder = export_snapshot(db_path, out_dir, filters, Options(fmt, excel), keep=keep)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     counts = ", ".join(f"{f['rows']} {f['table']}" for f in manifest["files"] if "rows" in f)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -206,7 +207,8 @@ def test_source_filter(archive, tmp_path):
     assert [r["id"] for r in read_csv(folder / "sources.csv")[1]] == ["gov-cn"]
     assert [r["run_id"] for r in read_csv(folder / "crawl_runs.csv")[1]] == ["r2"]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["filters"] == {"sources": ["gov-cn"], "since": None, "until": None}
+    assert manifest["filters"] == {"sources": ["gov-cn"], "since": None, "until": None, "search": None}
+    assert "search" not in manifest
 
 
 def test_several_sources_any_order_same_files(archive, tmp_path):
@@ -469,3 +471,265 @@ def test_datasette_csv_streams_filtered_view_and_search(archive):
     status, body = datasette_csv(archive, "source_id=gov-cn&_stream=on")
     rows = {r["id"]: r for r in csv.DictReader(io.StringIO(body, newline=""))}
     assert rows["2"]["text"] == TRICKY[1][4]
+
+
+# --- --search ------------------------------------------------------------------------
+
+SEARCHABLE = [
+    # (id, source_id, published, language, title, text)
+    (1, "gov-uk", "2024-03-01", "en", "Statement on the war", "The war in the region must end."),
+    (2, "gov-uk", "2024-02-01", "en", "Software exports", "The software industry and its hardware."),
+    (3, "gov-us", "2023-06-01", "en", "Warships and warfare", "Postwar software, warfare and wars."),
+    (4, "gov-us", "2023-01-01", "en", "Intellectual property", "We protect intellectual property rights."),
+    (5, "gov-uk", "2022-05-01", "en", "Property debate", "An intellectual debate about property."),
+    (6, "gov-cn", "2024-01-15", "zh", "关于网络安全的声明", "中国政府高度重视网络安全。\n第二段。"),
+    (7, "gov-cn", "2023-03-03", "zh", "网民联络工作", "网民和联络工作，没有那个词。"),
+    (8, "gov-cn", None, "zh", "无日期的声明", "网络空间治理。"),
+    (9, "gov-uk", "2021-01-01", "en", "War and peace", "Remembering the war.\nIntellectual property, old."),
+    (10, "gov-cn", "2024-02-02", "zh", "反对战争", "我们反对战争（war），支持网络和平。"),
+    (11, "gov-us", None, "en", "Undated note", "A note on the war, undated."),
+    (12, "gov-uk", "2024-03-01", "en", "Same day, higher id", "War crimes inquiry; intellectual property."),
+    (13, "gov-us", "", "en", "Empty date", "Software only, in every sense of the software word."),
+    (14, "gov-us", "2022-09-09", "en", "War software", "Software for the war effort."),
+]
+
+
+@pytest.fixture
+def search_archive(tmp_path) -> Path:
+    """An archive written like the crawler writes one: schema, search index, indexed releases."""
+    from pipelines.search_index import ensure_search, index_releases
+
+    path = tmp_path / "search.db"
+    db = open_archive(path)
+    ensure_search(db)
+    with db.conn:
+        db["releases"].insert_all(release(*row) for row in SEARCHABLE)
+        index_releases(db, [row[0] for row in SEARCHABLE])
+        db["release_versions"].insert_all(
+            {"release_id": rid, "version": v, "text": f"{text} (v{v})"}
+            for rid, *_, text in SEARCHABLE for v in (1, 2) if v == 1 or rid % 3 == 0
+        )
+        db["removals"].insert_all([{"release_id": rid, "event": "removed", "detail": f"HTTP 404 #{rid}"}
+                                   for rid in (1, 2, 3, 6, 7, 9, 11)])
+        db["sources"].insert_all([{"id": s, "name": s.upper()} for s in ("gov-uk", "gov-us", "gov-cn")])
+        db["crawl_runs"].insert_all([
+            {"id": n, "run_id": f"r{n}", "source_id": s, "started": "2024-04-01T08:00:00Z",
+             "finished": "2024-04-01T09:00:00Z", "status": "ok"}
+            for n, s in enumerate(("gov-uk", "gov-us", "gov-cn"), start=1)
+        ])
+    db.close()
+    return path
+
+
+# The truth, computed without the search index: FTS5's unicode61 words (lower-cased runs of
+# letters and digits) for English, plain substrings for Chinese. A term matches a release when
+# it is in its title or its text (a phrase within one of them); terms are ANDed.
+
+def words(value: str) -> list[str]:
+    return re.findall(r"[^\W_]+", value.lower())
+
+
+def has_word(word):
+    return lambda column: word in words(column)
+
+
+def has_phrase(*phrase):
+    def test(column):
+        w = words(column)
+        return any(tuple(w[i : i + len(phrase)]) == phrase for i in range(len(w)))
+    return test
+
+
+def has_substring(chars):
+    return lambda column: chars in column
+
+
+def all_of(*terms):
+    return lambda title, text: all(term(title) or term(text) for term in terms)
+
+
+def any_of(*terms):
+    return lambda title, text: any(term(title) or term(text) for term in terms)
+
+
+def but_not(matches, *terms):
+    return lambda title, text: matches(title, text) and not any_of(*terms)(title, text)
+
+
+def expected_ids(archive: Path, matches, sources=(), since=None, until=None) -> list[int]:
+    """Ids in export order (published, id; undated last) of the releases matching everything.
+
+    ``matches(title, text)``: ``all_of`` or ``any_of`` tests of one column.
+    """
+    rows = [
+        r for r in archive_rows(archive)
+        if matches(r["title"] or "", r["text"] or "")
+        and (not sources or r["source_id"] in sources)
+        and (not since or (r["published"] or "") >= since)
+        and (not until or (r["published"] or "9") <= until)
+    ]
+    return [r["id"] for r in sorted(rows, key=lambda r: (not r["published"], r["published"] or "", r["id"]))]
+
+
+def csv_ids(path: Path, column="id") -> list[int]:
+    return [int(r[column]) for r in read_csv(path)[1]]
+
+
+@pytest.mark.parametrize("query, matches, must_have, must_not_have", [
+    ("war", all_of(has_word("war")), {1, 9, 10, 11, 12, 14}, {2, 3, 13}),  # not "software", "warfare", "wars"
+    ('"intellectual property"', all_of(has_phrase("intellectual", "property")), {4, 9, 12}, {5}),
+    ("网络", all_of(has_substring("网络")), {6, 8, 10}, {7}),  # inside 网络安全 / 网络空间; not 网民和联络
+    ("war 网络", all_of(has_word("war"), has_substring("网络")), {10}, {1, 6}),  # ANDed, mixed scripts
+    ("software -war", but_not(all_of(has_word("software")), has_word("war")), {2, 3, 13}, {1, 14}),
+])
+def test_search_exports_exactly_the_matching_releases(search_archive, tmp_path, query, matches,
+                                                      must_have, must_not_have):
+    truth = expected_ids(search_archive, matches)
+    assert must_have <= set(truth) and not must_not_have & set(truth)  # the truth itself is sane
+
+    folder = export(search_archive, tmp_path / "exports", "--search", query)
+
+    header, rows = read_csv(folder / "releases.csv")
+    assert [int(r["id"]) for r in rows] == truth
+    originals = {r["id"]: r for r in archive_rows(search_archive)}
+    for row in rows:  # whole rows, not just ids
+        assert row == {k: as_csv_value(originals[int(row["id"])][k]) for k in header}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["filters"] == {"sources": [], "since": None, "until": None, "search": query}
+    assert manifest["search"]["query"] == query and manifest["search"]["matched"] == len(truth)
+    counts = {f["table"]: f["rows"] for f in manifest["files"] if "rows" in f}
+    assert counts["releases"] == len(truth)
+    for entry in manifest["files"]:
+        if "rows" in entry:
+            assert len(read_csv(folder / entry["name"])[1]) == entry["rows"], entry["name"]
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert json.dumps(query, ensure_ascii=False) in readme and f"matched {len(truth)} releases" in readme
+
+    # tables keyed by release follow the releases; sources and crawl runs are not cut by a search
+    versions = archive_rows(search_archive, "SELECT * FROM release_versions ORDER BY id")
+    assert csv_ids(folder / "release_versions.csv") == [v["id"] for v in versions if v["release_id"] in truth]
+    removals = archive_rows(search_archive, "SELECT * FROM removals ORDER BY id")
+    assert csv_ids(folder / "removals.csv") == [m["id"] for m in removals if m["release_id"] in truth]
+    assert [r["id"] for r in read_csv(folder / "sources.csv")[1]] == ["gov-cn", "gov-uk", "gov-us"]
+    assert len(read_csv(folder / "crawl_runs.csv")[1]) == 3
+
+
+@pytest.mark.parametrize("query, matches, args, truth", [
+    ("war", all_of(has_word("war")), {"sources": ("gov-uk",), "since": "2022-01-01"}, [1, 12]),
+    ("war", all_of(has_word("war")), {"until": "2024-02-29"}, [9, 14, 10]),
+    ("网络", all_of(has_substring("网络")), {"sources": ("gov-cn",)}, [6, 10, 8]),
+    ("网络", all_of(has_substring("网络")), {"sources": ("gov-cn",), "since": "2024-01-01"}, [6, 10]),
+    ('"intellectual property"', all_of(has_phrase("intellectual", "property")),
+     {"sources": ("gov-uk", "gov-us"), "since": "2022-01-01", "until": "2024-12-31"}, [4, 12]),
+])
+def test_search_combines_with_source_and_dates(search_archive, tmp_path, query, matches, args, truth):
+    assert expected_ids(search_archive, matches, **args) == truth
+    options = ["--search", query]
+    for source in args.get("sources", ()):
+        options += ["--source", source]
+    for key in ("since", "until"):
+        if key in args:
+            options += [f"--{key}", args[key]]
+
+    folder = export(search_archive, tmp_path / "exports", *options)
+
+    assert csv_ids(folder / "releases.csv") == truth
+    versions = archive_rows(search_archive, "SELECT * FROM release_versions ORDER BY id")
+    assert csv_ids(folder / "release_versions.csv") == [v["id"] for v in versions if v["release_id"] in truth]
+    removals = archive_rows(search_archive, "SELECT * FROM removals ORDER BY id")
+    assert csv_ids(folder / "removals.csv") == [m["id"] for m in removals if m["release_id"] in truth]
+    sources = sorted(args.get("sources", ())) or ["gov-cn", "gov-uk", "gov-us"]
+    assert [r["id"] for r in read_csv(folder / "sources.csv")[1]] == sources
+    assert [r["source_id"] for r in read_csv(folder / "crawl_runs.csv")[1]] == [
+        s for s in ("gov-uk", "gov-us", "gov-cn") if s in sources]
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["filters"] == {"sources": sorted(args.get("sources", ())), "since": args.get("since"),
+                                   "until": args.get("until"), "search": query}
+    assert manifest["search"]["matched"] == len(expected_ids(search_archive, matches))  # before the filters
+    counts = {f["table"]: f["rows"] for f in manifest["files"] if "rows" in f}
+    assert counts["releases"] == len(truth)
+    assert counts["release_versions"] == len(read_csv(folder / "release_versions.csv")[1])
+    assert counts["removals"] == len(read_csv(folder / "removals.csv")[1])
+
+
+def test_search_jsonl_and_reexport_identical(search_archive, tmp_path):
+    one = export(search_archive, tmp_path / "a", "--search", "war OR 网络", "--format", "jsonl")
+    two = export(search_archive, tmp_path / "b", "--search", "war OR 网络", "--format", "jsonl")
+    truth = expected_ids(search_archive, any_of(has_word("war"), has_substring("网络")))
+    lines = (one / "releases.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == truth
+    for name in ("releases.jsonl", "release_versions.jsonl", "removals.jsonl", "README.md"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_search_matching_nothing_gives_an_empty_snapshot(search_archive, tmp_path):
+    folder = export(search_archive, tmp_path / "exports", "--search", "zygomorphic")
+    header, rows = read_csv(folder / "releases.csv")
+    assert header[0] == "id" and rows == []
+    assert read_csv(folder / "release_versions.csv")[1] == [] and read_csv(folder / "removals.csv")[1] == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["search"]["matched"] == 0 and manifest["filters"]["search"] == "zygomorphic"
+
+
+def test_search_leaves_the_archive_untouched(search_archive, tmp_path):
+    before = search_archive.read_bytes()
+    export(search_archive, tmp_path / "exports", "--search", "war")
+    assert search_archive.read_bytes() == before
+    names = [n for (n,) in sqlite3.connect(search_archive).execute("SELECT name FROM sqlite_master")]
+    assert not [n for n in names if "export" in n]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "-", '""', "-war", "* OR"])
+def test_search_with_nothing_to_find_is_refused(search_archive, tmp_path, query):
+    result = run_export(search_archive, tmp_path / "exports", "--search", query, ok=False)
+    assert result.exit_code == 2
+    assert "has nothing to search for" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "exports").exists()
+
+
+def test_search_without_search_index_is_one_line_error(archive, tmp_path):
+    result = run_export(archive, tmp_path / "exports", "--search", "climate", ok=False)  # never indexed
+    assert result.exit_code == 2
+    assert f"{archive} has no search index" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "exports").exists()
+    assert run_export(archive, tmp_path / "exports").exit_code == 0  # a plain export still works
+
+
+@pytest.mark.parametrize("write, changed", [
+    ("INSERT INTO releases (id, source_id, url, title, published, text) "
+     "VALUES (50, 'gov-uk', 'https://example.gov/50', 'Late news', '2024-05-01', 'The war goes on.')", 50),
+    ("UPDATE releases SET text = 'Software and war.' WHERE id = 2", 2),
+    ("DELETE FROM releases WHERE id = 12", None),
+])
+def test_search_refuses_an_out_of_date_index(search_archive, tmp_path, write, changed):
+    conn = sqlite3.connect(search_archive)  # a writer that never calls index_releases
+    with conn:
+        conn.execute(write)
+    conn.close()
+    result = run_export(search_archive, tmp_path / "exports", "--search", "war", ok=False)
+    assert result.exit_code == 2
+    assert "search index" in result.output and "is out of date (releases were written" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    from pipelines.search_index import ensure_search
+
+    db = open_archive(search_archive)
+    ensure_search(db)  # what `pressarchive serve` does on start
+    db.close()
+    folder = export(search_archive, tmp_path / "exports", "--search", "war")
+    ids = csv_ids(folder / "releases.csv")
+    assert ids == expected_ids(search_archive, all_of(has_word("war")))
+    if changed:
+        assert changed in ids  # the write is found once indexed
+    else:
+        assert 12 not in ids  # the deleted release is gone
+
+    conn = sqlite3.connect(search_archive)  # an index built by another version of search_form()
+    with conn:
+        conn.execute("UPDATE _pressarchive SET value = 'old' WHERE key = 'search_version'")
+    conn.close()
+    result = run_export(search_archive, tmp_path / "exports", "--search", "war", ok=False)
+    assert result.exit_code == 2 and "out of date (format old" in result.output
