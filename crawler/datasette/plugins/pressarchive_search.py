@@ -8,13 +8,16 @@
   count over 500,000 wide rows takes seconds), so for them the plugin answers
   Datasette's SQL itself, with the same result: the matching ids come out of
   the index in one query and are counted against compact arrays of every
-  release's facet values (:class:`FacetStore`). Only queries the plugin can
-  answer exactly are answered this way (a search plus equality filters on the
-  facet columns); anything else runs as ordinary SQL, where Datasette's time
+  release's facet values (:class:`FacetStore`). A page ordered by date (the
+  default) is cut from the matches the same way (:func:`page_of`), so SQLite
+  reads only the rows shown. Only queries the plugin can answer exactly are
+  answered this way (a search plus equality filters on the facet columns);
+  anything else runs as ordinary SQL over every match, where Datasette's time
   limits and notices apply as usual.
-- SQL functions for the canned ``search`` query: ``pressarchive_match(q)``
-  and ``pressarchive_snippet(text, q)`` (matches wrapped in ⟦ ⟧). The query
-  ranks every match with FTS5's ``bm25()``, the title weighted ten times.
+- SQL functions for the canned ``search`` query: ``pressarchive_best(q)``
+  (FTS5's ``bm25()`` over every match, the title weighted ten times: the best
+  50), ``pressarchive_match(q)`` and ``pressarchive_snippet(text, q)``
+  (matches wrapped in ⟦ ⟧).
 - ``text`` is shown as escaped paragraphs, snippets with <mark>; archived
   HTML is always inert because every value is escaped before we add markup.
 - Every connection is ``query_only``: nothing can be written through the site.
