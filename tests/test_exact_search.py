@@ -17,8 +17,9 @@ Contract checked, for each query:
 - every facet (source_id, country, kind, language, year, statement_type) counts all matches;
 - following ``next`` lists every match once, newest first (also with a facet filter,
   and with ``_sort=title``);
-- ``releases.csv?_search=...&_stream=on`` has every match (JSON has no ``_stream`` in
-  Datasette 0.65: every match through ``next`` pages, of 50 and of ``_size=max``);
+- ``releases.csv?_search=...&_stream=on`` and ``releases.json?..._stream=on`` (the plugin's:
+  Datasette 0.65 streams only CSV) have every match, and so do ``next`` pages of 50 and of
+  ``_size=max``;
 - the ranked ``search`` query ranks all matches (the old dense statement of 2017 is
   first although ~1,000 newer releases match), lists the best 50, and its HTML page
   shows the total of matching releases in ``.search-total``.
@@ -309,6 +310,21 @@ def test_csv_stream_has_every_match(client, truth, name):
     texts = {int(line[header.index("id")]): line[header.index("text")] for line in body}
     sample = truth[name][len(truth[name]) // 2]
     assert texts[sample["id"]] == sample["text"]  # whole texts, newlines and all
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_json_stream_has_every_match(client, truth, name):
+    """``.json?_stream=on``: every match as one JSON array (pages of 1,000 followed inside)."""
+    import json
+
+    q = QUERIES[name][0]
+    response = client("/archive/releases.json", _search=q, _stream="on")
+    assert response.status_code == 200
+    rows = json.loads(response.text)
+    listed = [row["id"] for row in rows]
+    assert len(listed) == len(truth[name]) > MIN_MATCHES
+    assert listed == newest_first(truth[name])
+    assert all("error" not in row for row in rows)
 
 
 def test_whole_words_only(client, rows):

@@ -248,6 +248,21 @@ def test_csv_stream_lists_every_match(client, monkeypatch):
     assert sorted(int(r["id"]) for r in rows) == [1, 2, 3, 4]
 
 
+def test_json_stream_lists_every_match(client, monkeypatch):
+    import json
+
+    monkeypatch.setattr(plugin_module(), "LITERAL_IDS_MAX", 0)
+    status, response = client("/archive/releases.json", _search="网络 OR the OR 政府", _stream="on")
+    assert status == 200 and response.headers["content-type"].startswith("application/json")
+    assert sorted(row["id"] for row in json.loads(response.text)) == [1, 2, 3, 4]
+    status, response = client("/archive/releases.json", _search="网络", _stream="on", _nl="on")
+    assert [json.loads(line)["id"] for line in response.text.splitlines()] == [1, 3]
+    status, response = client("/archive/releases.json", _search="nothingmatches", _stream="on")
+    assert status == 200 and json.loads(response.text) == []
+    status, response = client("/archive/nosuchtable.json", _stream="on")
+    assert status == 404
+
+
 def test_search_facets_follow_an_edit(archive, client):
     """The facet arrays read only what changed since: a changed language moves the count."""
     _, db = archive
