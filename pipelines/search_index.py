@@ -62,6 +62,7 @@ FTS_TABLE = "releases_fts"
 ROWS_TABLE = "releases_fts_rows"
 PENDING_TABLE = "releases_fts_pending"
 FACETS_TABLE = "release_facets"
+FACETS_LOG_KEY = "facets_log"  # _pressarchive key: changes whenever release_facets is made anew
 HELPER_TABLES = (FTS_TABLE, ROWS_TABLE, PENDING_TABLE, FACETS_TABLE)
 TRIGGERS = ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on_insert",
             "release_facets_on_update")
@@ -373,12 +374,19 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
             if db[FTS_TABLE].exists():
                 logger.info("search index format changed: rebuilding")
             _drop(db)
+        new_log = not db[FACETS_TABLE].exists()
         _create(db)
+        if new_log:  # readers holding the old log's rows must start again (see FACETS_LOG_KEY)
+            import uuid
+
+            db["_pressarchive"].insert({"key": FACETS_LOG_KEY, "value": uuid.uuid4().hex}, pk="key", replace=True)
         if db.execute(f"select 1 from {FACETS_TABLE} limit 1").fetchone() is None:
-            # A new log on an archive that already has releases: their current values.
+            # A new log beside an index that already holds releases: their current values
+            # (releases indexed from now on are logged as they are indexed).
             columns = ", ".join(LOGGED_COLUMNS)
             db.execute(f"insert into {FACETS_TABLE} (release_id, {columns}) "
-                       f"select id, {columns} from releases order by id")
+                       f"select id, {columns} from releases "
+                       f"where id in (select release_id from {ROWS_TABLE}) order by id")
         db["_pressarchive"].insert(
             {"key": "search_version", "value": SEARCH_VERSION}, pk="key", replace=True
         )

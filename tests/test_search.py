@@ -237,6 +237,21 @@ def test_facet_on_another_column_is_plain_sql(client, monkeypatch):
     assert sorted(facets["url"]) == ["https://example.org/1", "https://example.org/2", "https://example.org/3"]
 
 
+def test_older_index_format_is_rebuilt_while_served(archive, client):
+    """An archive indexed by an older version is re-indexed (bm25 lengths, facet log) and a
+    running site notices the new log instead of reading on from the old one's position."""
+    path, db = archive
+    data, facets = table(client, _search="the")  # the site has read the log
+    with db.conn:
+        db.execute("update _pressarchive set value = '1' where key = 'search_version'")
+        db["releases"].update(2, {"language": "ko"})
+    ensure_search(db)
+    assert db.execute("select count(*), count(distinct release_id) from release_facets").fetchone() == (7, 7)
+    data, facets = table(client, _search="the")
+    assert data["filtered_table_rows_count"] == 2 and facets["language"] == {"ko": 1, "en": 1}
+    assert found(client, "网络") == [1, 3]
+
+
 def test_csv_stream_lists_every_match(client, monkeypatch):
     import csv
     import io

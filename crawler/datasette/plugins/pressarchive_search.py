@@ -42,6 +42,7 @@ from markupsafe import Markup, escape
 from pipelines.search_index import (
     CJK_RUN,
     FACET_COLUMNS,
+    FACETS_LOG_KEY,
     FACETS_TABLE,
     FTS_TABLE,
     ID_BITS,
@@ -130,6 +131,7 @@ class FacetStore:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.log = None  # which release_facets table the arrays were read from
         self.seq = 0
         self.size = 0
         self.codes = {c: np.zeros(0, dtype=np.int32) for c in LOGGED_COLUMNS}
@@ -161,6 +163,11 @@ class FacetStore:
 
     def refresh(self, conn) -> None:
         """Read the log rows appended since the last refresh (call inside the read transaction)."""
+        row = conn.execute("select value from _pressarchive where key = ?", [FACETS_LOG_KEY]).fetchone()
+        log = row[0] if row else None
+        if log != self.log:  # a new log (the index was rebuilt): read it all
+            self.__init__()
+            self.log = log
         columns = ", ".join(LOGGED_COLUMNS)
         cursor = conn.execute(
             f"select seq, release_id, {columns} from {FACETS_TABLE} where seq > ? order by seq",
