@@ -382,6 +382,19 @@ def _filter_pairs(request):
     return pairs, exact
 
 
+# Orders an index of the releases table gives (pipelines/schema.py, search_index.ensure_search).
+INDEXED_SORTS = {"id", "published", "source_id", "country", "kind", "language", "year",
+                 "statement_type", "url"}
+
+
+def _sort_column(request, datasette, database) -> str | None:
+    column = request.args.get("_sort") or request.args.get("_sort_desc")
+    if not column:
+        metadata = datasette.table_metadata(database, "releases")
+        column = metadata.get("sort") or metadata.get("sort_desc")
+    return column or "id"
+
+
 def _page_request(request, datasette, database):
     """(descending, cursor, page size) when the page is ordered by published; else None."""
     sort, sort_desc = request.args.get("_sort"), request.args.get("_sort_desc")
@@ -510,10 +523,14 @@ def filters_from_request(request, database, table, datasette):
         elif ids is not None and len(ids) <= LITERAL_IDS_MAX:
             listed = ", ".join(str(i) for i in sorted(ids.tolist())) or "null"
             clause = f"rowid in ({listed})"
-        else:
+        elif _sort_column(request, datasette, database) in INDEXED_SORTS:
             # "+rowid": not a lookup key, so SQLite reads the rows in the sort's index order
             # and keeps those the index matched, stopping when the page is full.
             clause = f"+rowid in ({MATCHING_IDS})"
+        else:
+            # An order no index gives (title, say): SQLite reads each match's row and sorts them
+            # (a full scan of the table would read every release instead).
+            clause = f"rowid in ({MATCHING_IDS})"
         expected_where = None
         if exact and need_ids:
             where_clauses, _ = Filters(sorted(pairs), {}, None).build_where_clauses("releases")
