@@ -252,6 +252,23 @@ def test_older_index_format_is_rebuilt_while_served(archive, client):
     assert found(client, "网络") == [1, 3]
 
 
+def test_a_forgotten_page_plan_is_refused_not_counted(client, monkeypatch):
+    """A page cut by the plugin has a WHERE holding only that page: if its plan is gone (many
+    searches at once), Datasette's count must fail loudly rather than count the page."""
+    plugin = plugin_module()
+    monkeypatch.setattr(plugin, "LITERAL_IDS_MAX", 0)
+    remember = plugin._remember
+
+    def forget(plan):
+        token = remember(plan)
+        plugin.PLANS.pop(token)
+        return token
+
+    monkeypatch.setattr(plugin, "_remember", forget)
+    status, response = client("/archive/releases.json", _search="the")
+    assert status == 500 and "too many searches at once" in response.text
+
+
 def test_csv_stream_lists_every_match(client, monkeypatch):
     import csv
     import io

@@ -306,15 +306,19 @@ class Row(tuple):
 
 ANSWERED = collections.Counter()  # SQL answered from plans, by kind ("count", "facet"): for tests
 PLANS: collections.OrderedDict[str, SearchPlan] = collections.OrderedDict()
-PLANS_MAX = 256
+# Plans live for their request (Datasette asks the count and facets right after the filters);
+# the newest are kept, up to this many matching ids in all (8 bytes each).
+PLANS_MAX, PLANS_MAX_IDS = 256, 20_000_000
 
 
 def _remember(plan: SearchPlan) -> str:
     token = uuid.uuid4().hex
     with STORES_LOCK:
         PLANS[token] = plan
-        while len(PLANS) > PLANS_MAX:
-            PLANS.popitem(last=False)
+        held = sum(len(p.ids) for p in PLANS.values() if p.ids is not None)
+        while len(PLANS) > 1 and (len(PLANS) > PLANS_MAX or held > PLANS_MAX_IDS):
+            _, old = PLANS.popitem(last=False)
+            held -= len(old.ids) if old.ids is not None else 0
     return token
 
 
@@ -356,6 +360,9 @@ def install(database) -> None:
     async def execute(sql, params=None, *args, **kwargs):
         if isinstance(params, dict) and "_pa_token" in params:
             plan = PLANS.get(params["_pa_token"])
+            if plan is None and params.get("_pa_page_only"):
+                # Forgotten under load: its WHERE lists one page, so nothing may run over it.
+                raise Unanswerable("pressarchive: too many searches at once; load the page again")
             if plan is not None:
                 results = answer(plan, sql)
                 if results is not None:
@@ -538,8 +545,8 @@ def filters_from_request(request, database, table, datasette):
         plan = SearchPlan(ids if exact else None, count or 0, store, expected_where,
                           page_only=shown is not None)
         token = _remember(plan)
-        return FilterArguments([clause], {"_pa_match": match, "_pa_token": token},
-                               [f'search matches "{q}"'], context)
+        params = {"_pa_match": match, "_pa_token": token, "_pa_page_only": int(shown is not None)}
+        return FilterArguments([clause], params, [f'search matches "{q}"'], context)
 
     return inner
 
