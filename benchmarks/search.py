@@ -212,6 +212,7 @@ def size_report(path: Path) -> str:
     )
 
 
+FACETS = ("source_id", "country", "kind", "language", "year", "statement_type")
 BANDS = [(1, 1_000), (1_000, 10_000), (10_000, 100_000), (100_000, 10**12)]
 COMMONEST = ["the", "government", "的", "合作"]
 
@@ -281,7 +282,8 @@ async def time_queries(path: Path, repeats: int) -> None:
     t0 = time.perf_counter()
     await ds.client.get(endpoints["table"]("government"))
     print(f"first search (loads the facet arrays): {time.perf_counter() - t0:.2f} s")
-    print(f"{'query type':28} {'endpoint':7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  matches  timeouts")
+    print(f"{'query type':28} {'endpoint':7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  matches  "
+          "timeouts (errors, or a facet missing)")
     for kind, queries in groups.items():
         for name, url_for in endpoints.items():
             timings, timeouts, counts = [], 0, []
@@ -294,7 +296,9 @@ async def time_queries(path: Path, repeats: int) -> None:
                     elapsed = (time.perf_counter() - t0) * 1000
                     timings.append(elapsed)
                     data = response.json()
-                    if response.status_code != 200 or data.get("facets_timed_out"):
+                    # Datasette's JSON leaves a facet that timed out out of facet_results (the HTML says so)
+                    missing = name == "table" and set(FACETS) - set(data.get("facet_results", {}))
+                    if response.status_code != 200 or missing or data.get("error"):
                         timeouts += 1
                     if name == "table":
                         total = data.get("filtered_table_rows_count")
