@@ -459,7 +459,7 @@ def _chinese_release(w: _Writer, key: str, day: date, flags: dict) -> tuple[str,
         options = [
             (f"驻加拿大使馆发言人就{topic}问题答记者问", "fyrth"),
             (f"驻加拿大大使出席{topic}交流活动", "sgxw"),
-            (f"驻加拿大使馆提醒在加中国公民注意安全", "lsfw"),
+            ("驻加拿大使馆提醒在加中国公民注意安全", "lsfw"),
             (f"驻加拿大使馆关于{topic}问题的声明", "zjgx"),
             (f"驻加拿大大使在{topic}研讨会上的讲话", "sgxw"),
         ]
