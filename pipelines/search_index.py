@@ -23,8 +23,8 @@ Tables (all created by :func:`ensure_search`):
     ``published as YYYYMMDD * 2**32 + releases.id`` so that FTS5 yields
     matches newest first and a common word can be cut to its newest N
     matches without scoring every one (the Datasette plugin's table search).
-    ``tags`` holds one token per facet value (source, country, kind,
-    language, year) so facet filters can be pushed into the MATCH.
+    ``tags`` is left empty (it held facet tokens for filters pushed into the
+    MATCH; facets are now counted from ``release_facets``) and never matches.
 ``releases_fts_rows``
     release id -> FTS rowid, plus a fingerprint of the indexed values.
 ``releases_fts_pending``
@@ -45,7 +45,6 @@ Tables (all created by :func:`ensure_search`):
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import re
@@ -56,7 +55,7 @@ import sqlite_utils
 logger = logging.getLogger(__name__)
 
 # Bump when search_form() or the table layout changes: ensure_search rebuilds.
-SEARCH_VERSION = "2"  # 2: columnsize=1 (bm25 over every match), release_facets
+SEARCH_VERSION = "2"  # 2: columnsize=1 (bm25 over every match), release_facets, CJK characters, no tags
 
 FTS_TABLE = "releases_fts"
 ROWS_TABLE = "releases_fts_rows"
@@ -71,10 +70,8 @@ FACET_COLUMNS = ("source_id", "country", "kind", "language", "year", "statement_
 # What release_facets logs: the facets, and the default sort (pages of a search are cut there).
 LOGGED_COLUMNS = FACET_COLUMNS + ("published",)
 
-# Facet columns mirrored as tokens in the ``tags`` column.
-TAG_COLUMNS = ("source_id", "country", "kind", "language", "year")
 # Columns whose change alters what was indexed: a trigger saves the old values.
-INDEXED_COLUMNS = ("title", "text") + TAG_COLUMNS
+INDEXED_COLUMNS = ("title", "text")
 
 ID_BITS = 2**32  # releases.id lives in the low 32 bits of the FTS rowid
 REBUILD_CHUNK = 5000  # releases read and indexed at a time by a full rebuild
@@ -234,18 +231,6 @@ def matching_release_ids(conn, q: str | None) -> list[int]:
     return [row[0] for row in rows]
 
 
-@functools.lru_cache(maxsize=4096)
-def tag_token(column: str, value) -> str:
-    """One opaque token per facet value; hex keeps unicode61 from splitting it."""
-    return "t" + hashlib.sha1(f"{column}={value}".encode()).hexdigest()[:16]
-
-
-def tags_query(filters: dict) -> str | None:
-    """MATCH clause restricting to releases whose facet columns equal ``filters``."""
-    tokens = [f'tags : "{tag_token(c, v)}"' for c, v in filters.items() if c in TAG_COLUMNS]
-    return " AND ".join(tokens) or None
-
-
 def fts_rowid(release_id: int, published) -> int:
     """FTS rowid: newest first when read in descending order."""
     digits = re.sub(r"\D", "", str(published or ""))[:8]
@@ -255,11 +240,10 @@ def fts_rowid(release_id: int, published) -> int:
 
 
 def _indexed_values(row: dict) -> tuple[str, str, str]:
-    tags = " ".join(tag_token(c, row.get(c)) for c in TAG_COLUMNS if row.get(c) is not None)
     form = row.get("search_form")  # (title, text) already made by a cleaning worker
     if form:
-        return form[0], form[1], tags
-    return search_form(row.get("title")), search_form(row.get("text")), tags
+        return form[0], form[1], ""
+    return search_form(row.get("title")), search_form(row.get("text")), ""
 
 
 def _fingerprint(values: tuple[str, str, str]) -> str:

@@ -78,11 +78,6 @@ FACET_SQL = re.compile(
 )
 
 
-def match_expression(q: str) -> str:
-    """Full FTS5 MATCH for a user query, restricted to title and text."""
-    return user_match(q or "")
-
-
 def _term_pattern(term: str, prefix: bool) -> str | None:
     term = unicodedata.normalize("NFKC", term).strip()
     if not re.search(r"\w", term):
@@ -120,10 +115,10 @@ def snippet(text: str | None, q: str | None, size: int = SNIPPET_CHARS) -> str |
 class FacetStore:
     """Every release's facet values as small integer codes in arrays indexed by release id.
 
-    Read from the ``release_facets`` log, whose triggers append a row for every
-    new release and every change of a facet column: each refresh reads only
-    the rows appended since the last one (a million releases load in about a
-    second, once). Code 0 is NULL.
+    Read from the ``release_facets`` log (a row for every release indexed and
+    every change of a facet column or the date): each refresh reads only the
+    rows appended since the last one (a million releases load in 4-5 s, once;
+    a new log, after a rebuild, is read anew). Code 0 is NULL.
     """
 
     CHUNK = 50_000
@@ -394,26 +389,24 @@ INDEXED_SORTS = {"id", "published", "source_id", "country", "kind", "language", 
                  "statement_type", "url"}
 
 
-def _sort_column(request, datasette, database) -> str | None:
-    column = request.args.get("_sort") or request.args.get("_sort_desc")
-    if not column:
-        metadata = datasette.table_metadata(database, "releases")
-        column = metadata.get("sort") or metadata.get("sort_desc")
-    return column or "id"
-
-
-def _page_request(request, datasette, database):
-    """(descending, cursor, page size) when the page is ordered by published; else None."""
+def _sort_order(request, datasette, database) -> tuple[str | None, bool]:
+    """(column, descending) of the page, as Datasette's table view decides it; None: ambiguous."""
     sort, sort_desc = request.args.get("_sort"), request.args.get("_sort_desc")
     if not sort and not sort_desc:
         metadata = datasette.table_metadata(database, "releases")
         sort, sort_desc = metadata.get("sort"), metadata.get("sort_desc")
-        size = metadata.get("size")
-    else:
-        size = datasette.table_metadata(database, "releases").get("size")
-    if (sort_desc or sort) != "published" or (sort and sort_desc):
+    if sort and sort_desc:
+        return None, False  # Datasette refuses it
+    return (sort_desc or sort or "id"), bool(sort_desc)
+
+
+def _page_request(request, datasette, database):
+    """(descending, cursor, page size) when the page is ordered by published; else None."""
+    column, descending = _sort_order(request, datasette, database)
+    if column != "published":
         return None
-    size = request.args.get("_size") or size or datasette.page_size
+    size = (request.args.get("_size") or datasette.table_metadata(database, "releases").get("size")
+            or datasette.page_size)
     try:
         size = datasette.max_returned_rows if size == "max" else int(size)
     except ValueError:
@@ -428,7 +421,7 @@ def _page_request(request, datasette, database):
             return None
         value = None if after.split(",")[0] == "$null" else components[0]
         cursor = (value, int(components[1]))
-    return bool(sort_desc), cursor, size
+    return descending, cursor, size
 
 
 def _plan_search(conn, store, match, facet_filters, need_ids, page):
@@ -490,7 +483,7 @@ def filters_from_request(request, database, table, datasette):
         if not q.strip():
             return FilterArguments([], extra_context=context)
         install(db)
-        match = match_expression(q)
+        match = user_match(q)
         pairs, exact = _filter_pairs(request)
         has_log = await db.table_exists(FACETS_TABLE)
         store = store_for(db.path or db.name) if has_log else None
@@ -530,7 +523,7 @@ def filters_from_request(request, database, table, datasette):
         elif ids is not None and len(ids) <= LITERAL_IDS_MAX:
             listed = ", ".join(str(i) for i in sorted(ids.tolist())) or "null"
             clause = f"rowid in ({listed})"
-        elif _sort_column(request, datasette, database) in INDEXED_SORTS:
+        elif _sort_order(request, datasette, database)[0] in INDEXED_SORTS:
             # "+rowid": not a lookup key, so SQLite reads the rows in the sort's index order
             # and keeps those the index matched, stopping when the page is full.
             clause = f"+rowid in ({MATCHING_IDS})"
@@ -569,9 +562,7 @@ def _rank_connection(path: str):
         import sqlite3
 
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        conn.execute("pragma query_only = 1")
-        conn.execute("pragma cache_size = -65536")
-        conn.execute("pragma mmap_size = 1073741824")
+        _read_only(conn)
         connections[path] = conn
     return connections[path]
 
@@ -610,13 +601,14 @@ def best_matches(conn, path: str | None, q: str) -> str:
     from concurrent.futures import ThreadPoolExecutor
 
     global RANK_POOL
-    match = match_expression(q)
+    match = user_match(q)
     middle = _middle(conn, path) if path else None
     if middle is None:
         rows = conn.execute(RANK_SQL, [match, LOWEST, HIGHEST]).fetchall()
     else:
-        if RANK_POOL is None:
-            RANK_POOL = ThreadPoolExecutor(2, thread_name_prefix="pressarchive-rank")
+        with STORES_LOCK:
+            if RANK_POOL is None:
+                RANK_POOL = ThreadPoolExecutor(1, thread_name_prefix="pressarchive-rank")
         upper = RANK_POOL.submit(_rank_part, path, match, middle, HIGHEST)
         rows = conn.execute(RANK_SQL, [match, LOWEST, middle]).fetchall() + upper.result()
         rows.sort(key=lambda row: (row[1], -row[0]))
@@ -628,9 +620,13 @@ def prepare_connection(conn, database, datasette):
     if database == "_internal":
         return
     path = getattr(datasette.databases.get(database), "path", None)
-    conn.create_function("pressarchive_match", 1, match_expression, deterministic=True)
+    conn.create_function("pressarchive_match", 1, user_match, deterministic=True)
     conn.create_function("pressarchive_best", 1, lambda q: best_matches(conn, path, q))
     conn.create_function("pressarchive_snippet", 2, snippet, deterministic=True)
+    _read_only(conn)
+
+
+def _read_only(conn) -> None:
     # Belt and braces on top of Datasette's mode=ro: refuse writes outright.
     conn.execute("pragma query_only = 1")
     # The index is read by many small seeks; give it room.
@@ -652,7 +648,7 @@ def extra_template_vars(template, database, request, datasette):
             return {}
         total = await db.execute(
             f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match :m",
-            {"m": match_expression(request.args.get("q"))},
+            {"m": user_match(request.args.get("q"))},
         )
         return {"search_total": total.first()[0]}
 
