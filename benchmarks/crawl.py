@@ -1,24 +1,27 @@
-"""End-to-end crawl speed: a mock site of N release pages on 127.0.0.1 at zero delay.
+"""End-to-end crawl speed of ``pressarchive crawl`` as shipped, on local sites at ``delay = 0``.
 
 Builds N release pages (realistic size: ~46 KB, the median government page of
-the development corpus, mostly menus, inline scripts and footer; 10 paragraphs)
-plus a sitemap, serves them from a separate process (so the server's CPU is
-not counted as the crawl's), crawls them with fetch, clean, store and index,
-and prints pages/s, CPU seconds and peak RSS of the crawl's process tree
-(the crawl plus its cleaning workers, sampled from /proc). Then, measured in
-the same run, the extraction-only ceiling on one core: plain trafilatura
-with metadata in a loop, and the project's ``extract`` in a loop.
+the development corpus, mostly menus, inline scripts and footer; 10 paragraphs),
+serves them from a separate process (so the server's CPU is not counted as the
+crawl's) and runs ``pressarchive crawl --sources FILE --db archive.db`` in a
+child process exactly as a user does: no setting overridden (robots.txt,
+AutoThrottle, WARC capture, cleaning workers all as shipped; the registry says
+``delay = 0`` as a local mirror's would). Once with every page in one source,
+once split over 20 sources, each on a loopback address of its own
+(127.0.0.2, .3, ...: one download slot per host, as separate sites get).
+Prints pages/s, CPU seconds and peak RSS of the crawl's process tree (sampled
+from /proc), and the ratio to the single-core ceiling: plain trafilatura
+(``extract`` with metadata) on the same pages, measured just before and just
+after each crawl on the same machine; the ratio is taken to the better of the two.
 
-Goals (issue 9): end-to-end pages/s >= 1.5x the single-core ceiling,
-peak RSS <= 400 MB, memory flat as the site grows (run with 1000 and 5000).
+Goal (issue 18): end to end >= 1.5x that ceiling, for one source and for 20.
 
-    python benchmarks/crawl.py [--pages 5000] [--also 1000] [--workers N]
+    python benchmarks/crawl.py [--pages 2000] [--sources 1 20] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -44,8 +47,9 @@ NAV = "".join(
 FOOTER = "".join(f'<li><a href="/about/{i}">About link {i}</a></li>' for i in range(80))
 CONFIG = "var siteConfig = " + ", ".join(f'"key{i}": "value {i} of the analytics and consent configuration"'
                                           for i in range(90)) + ";"
-WORDS = ("minister statement cooperation partners security trade human rights agreement officials region "
-         "government international humanitarian assistance commitment progress review meeting talks").split()
+WORDS = ["minister", "statement", "cooperation", "partners", "security", "trade", "human", "rights", "agreement", "officials", "region", "government", "international", "humanitarian", "assistance", "commitment", "progress", "review", "meeting", "talks"]
+
+
 def paragraph(i: int, j: int) -> str:
     words = [WORDS[(i * 7 + j * 13 + k * 3) % len(WORDS)] for k in range(60)]
     return f"<p>Statement {i}, paragraph {j}: " + " ".join(words) + ".</p>"
@@ -68,32 +72,53 @@ def page(i: int) -> str:
 <footer><p>Date modified: {day}</p><ul>{FOOTER}</ul></footer></body></html>
 """
 
-
 def build(root: Path, pages: int) -> None:
     (root / "news").mkdir(parents=True)
     (root / "robots.txt").write_text("User-agent: *\nAllow: /\n")
-    locs = []
     for i in range(pages):
         (root / "news" / f"statement-{i}.html").write_text(page(i))
-        locs.append(f"<url><loc>{{{{BASE}}}}/news/statement-{i}.html</loc></url>")
-    (root / "sitemap.xml").write_text(
-        '<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-        + "\n".join(locs) + "</urlset>")
 
 
-def serve(root: Path) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "crawler.demo.server", str(root)], stdout=subprocess.PIPE,
-                              text=True)
-    line = server.stdout.readline()  # "serving DIR at http://127.0.0.1:PORT/ (Ctrl-C to stop)"
-    return server, line.split(" at ")[1].split("/ ")[0].rstrip("/")
-
-
-CRAWL = """
-import json, sys
-from crawler.runner import build_settings, run_crawl
-from crawler.sources import load_sources
-run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2], overrides=json.loads(sys.argv[3])))
+SERVERS = """
+import sys, time
+from crawler.demo.server import SiteServer
+servers = [SiteServer(sys.argv[1], host=f"127.0.0.{2 + k}").start() for k in range(int(sys.argv[2]))]
+print(" ".join(server.base_url for server in servers), flush=True)
+time.sleep(86400)
 """
+
+
+def serve(root: Path, hosts: int) -> tuple[subprocess.Popen, list[str]]:
+    """The site on ``hosts`` loopback addresses (127.0.0.2, .3, ...: each its own host, so its own
+    download slot, as separate government sites are), served by a process of its own."""
+    server = subprocess.Popen([sys.executable, "-c", SERVERS, str(root), str(hosts)], stdout=subprocess.PIPE,
+                              text=True)
+    return server, server.stdout.readline().split()
+
+
+def registry(bases: list[str]) -> str:
+    """One source per base URL; source k lists the pages i with i % len(bases) == k."""
+    entries = []
+    for k, base in enumerate(bases):
+        entries.append(f"""[[sources]]
+id = "bench-{k}"
+name = "Benchmark site {k}"
+country = "CA"
+kind = "government"
+languages = ["en"]
+sitemaps = ["{base}/sitemap-{len(bases)}-{k}.xml"]
+article_pattern = '/news/statement-'
+delay = 0
+""")
+    return "\n".join(entries)
+
+
+def write_sitemaps(root: Path, pages: int, bases: list[str]) -> None:
+    for k, base in enumerate(bases):
+        locs = "".join(f"<url><loc>{base}/news/statement-{i}.html</loc></url>\n" for i in range(k, pages, len(bases)))
+        (root / f"sitemap-{len(bases)}-{k}.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + locs + "</urlset>")
 
 
 def _tree(root_pid: int) -> list[int]:
@@ -140,102 +165,90 @@ class TreeSampler(threading.Thread):
             time.sleep(self.interval)
 
 
-def crawl(pages: int, workers: int | None, extra: dict | None = None) -> dict:
+def crawl(root: Path, pages: int, sources: int) -> dict:
+    """``pressarchive crawl`` as a user runs it (shipped settings: robots.txt, AutoThrottle, WARC
+    capture, cleaning workers, the per-source ``delay = 0`` of the registry) of ``pages`` pages
+    split over ``sources`` sources, each on a host of its own."""
     with tempfile.TemporaryDirectory(prefix="pa-bench-") as tmp:
         tmp = Path(tmp)
-        build(tmp / "site", pages)
-        server, base = serve(tmp / "site")
+        server, bases = serve(root, sources)
         try:
-            (tmp / "sources.toml").write_text(f"""[[sources]]
-id = "bench"
-name = "Benchmark site"
-country = "CA"
-kind = "government"
-languages = ["en"]
-sitemaps = ["{base}/sitemap.xml"]
-article_pattern = '/news/statement-'
-delay = 0
-""")
-            overrides = {"LOG_LEVEL": "WARNING", "AUTOTHROTTLE_ENABLED": False, "DOWNLOAD_DELAY": 0,
-                         "EXTENSIONS": {"crawler.throttle.SourceAwareAutoThrottle": None}}
-            if workers is not None:
-                overrides["CLEAN_WORKERS"] = workers
-            overrides.update(extra or {})
+            write_sitemaps(root, pages, bases)
+            (tmp / "sources.toml").write_text(registry(bases))
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            command = [sys.executable, "-m", "crawler", "crawl", "--sources", str(tmp / "sources.toml"),
+                       "--db", str(tmp / "archive.db"), "--log-level", "WARNING"]
             started = time.perf_counter()
-            child = subprocess.Popen([sys.executable, "-c", CRAWL, str(tmp / "sources.toml"), str(tmp / "a.db"),
-                                      json.dumps(overrides)], cwd=tmp, env=env, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
             sampler = TreeSampler(child.pid)
             sampler.start()
-            _, stderr = child.communicate()
+            stdout, stderr = child.communicate()
             elapsed = time.perf_counter() - started
             sampler.done = True
             sampler.join()
-            db = sqlite_utils.Database(tmp / "a.db")
+            db = sqlite_utils.Database(tmp / "archive.db")
             stored = db["releases"].count
-            if stored != pages:
-                print(stderr[-3000:], file=sys.stderr)
-            return {"pages": pages, "stored": stored, "seconds": elapsed, "pages_per_s": stored / elapsed,
-                    "cpu_s": sum(sampler.cpu.values()), "peak_rss_mb": sampler.peak_tree / 2**20,
-                    "peak_rss_main_mb": sampler.peak_main / 2**20, "size_mb": (tmp / "a.db").stat().st_size / 2**20}
+            if stored != pages or child.returncode:
+                print(f"exit {child.returncode}\n{stdout[-2000:]}\n{stderr[-3000:]}", file=sys.stderr)
+            warc = sum(f.stat().st_size for f in (tmp / "warc").glob("*")) if (tmp / "warc").exists() else 0
+            return {"pages": pages, "sources": sources, "stored": stored, "seconds": elapsed,
+                    "pages_per_s": stored / elapsed, "cpu_s": sum(sampler.cpu.values()),
+                    "peak_rss_mb": sampler.peak_tree / 2**20, "peak_rss_main_mb": sampler.peak_main / 2**20,
+                    "size_mb": (tmp / "archive.db").stat().st_size / 2**20, "warc_mb": warc / 2**20,
+                    "command": " ".join(["pressarchive", *command[3:]])}
         finally:
             server.terminate()
             server.wait()
 
 
-def ceiling(sample: int = 200, rounds: int = 3) -> dict:
-    """Pages/s of extraction alone on one core, on the same pages: the best of ``rounds`` runs
-    (the least disturbed one, so the ratio to it is not flattered by a slow round)."""
+def ceiling(sample: int = 200) -> float:
+    """Pages/s of plain trafilatura (extract with metadata) on one core, on the same pages."""
     import trafilatura
 
-    from pipelines import extraction
-
-    pages = [page(i).encode() for i in range(sample)]
-    plain = ours = 0.0
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for i, body in enumerate(pages):
-            trafilatura.extract(body.decode(), url=f"http://127.0.0.1/news/statement-{i}.html", with_metadata=True)
-        plain = max(plain, sample / (time.perf_counter() - started))
-        started = time.perf_counter()
-        for i, body in enumerate(pages):
-            extraction.extract(body, f"http://127.0.0.1/news/statement-{i}.html")
-        ours = max(ours, sample / (time.perf_counter() - started))
-    return {"trafilatura_pages_per_s": plain, "project_extract_pages_per_s": ours}
+    pages = [page(i) for i in range(sample)]
+    started = time.perf_counter()
+    for i, body in enumerate(pages):
+        trafilatura.extract(body, url=f"http://127.0.0.1/news/statement-{i}.html", with_metadata=True)
+    return sample / (time.perf_counter() - started)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=5000)
-    parser.add_argument("--also", type=int, default=1000, help="a smaller site for the memory comparison (0: skip)")
-    parser.add_argument("--workers", type=int, default=None, help="CLEAN_WORKERS (default: one per CPU)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
-                        help="a Scrapy setting for the crawl, e.g. --set CONCURRENT_ITEMS=100 (repeatable)")
-    parser.add_argument("--no-ceiling", action="store_true", help="skip the extraction-only ceiling")
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--sources", type=int, nargs="+", default=[1, 20],
+                        help="split the pages over this many sources (one run per value)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration")
     args = parser.parse_args()
-    extra = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        try:
-            extra[name] = json.loads(value)
-        except ValueError:
-            extra[name] = value
-    print(f"CPUs: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
-    runs = [crawl(n, args.workers, extra) for n in ([args.also] if args.also else []) + [args.pages]]
-    for run in runs:
-        print(f"{run['pages']:>6} pages: {run['stored']} stored in {run['seconds']:.1f} s = {run['pages_per_s']:.1f} pages/s; "
-              f"CPU {run['cpu_s']:.1f} s ({run['cpu_s'] / run['seconds']:.2f} cores); peak RSS {run['peak_rss_mb']:.0f} MB "
-              f"(crawl process alone {run['peak_rss_main_mb']:.0f} MB); archive {run['size_mb']:.1f} MB")
-    if args.no_ceiling:
-        return
-    limits = ceiling()
-    print(f"ceiling, one core (best of 3 rounds of 200 pages): trafilatura.extract with metadata {limits['trafilatura_pages_per_s']:.1f} pages/s; "
-          f"pipelines.extraction.extract {limits['project_extract_pages_per_s']:.1f} pages/s")
-    last = runs[-1]
-    ratio = last["pages_per_s"] / limits["trafilatura_pages_per_s"]
-    print(f"end to end / trafilatura ceiling = {ratio:.2f}x (goal >= 1.5x); "
-          f"vs project extract ceiling = {last['pages_per_s'] / limits['project_extract_pages_per_s']:.2f}x; "
-          f"peak RSS {last['peak_rss_mb']:.0f} MB (goal <= 400)")
+    import trafilatura
+
+    from crawler import __version__
+    from crawler.runner import build_settings
+
+    shipped = build_settings("archive.db")
+    print(f"pressarchive {__version__}, trafilatura {trafilatura.__version__}; CPUs: {os.cpu_count()}, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    print("settings as shipped: " + ", ".join(f"{key}={shipped.get(key)}" for key in (
+        "ROBOTSTXT_OBEY", "AUTOTHROTTLE_ENABLED", "AUTOTHROTTLE_TARGET_CONCURRENCY", "DOWNLOAD_DELAY",
+        "CONCURRENT_REQUESTS", "CONCURRENT_REQUESTS_PER_DOMAIN", "CLEAN_WORKERS", "WARC_ENABLED",
+        "ARCHIVE_BATCH_SIZE")) + "; registry delay = 0")
+    with tempfile.TemporaryDirectory(prefix="pa-bench-site-") as site:
+        root = Path(site)
+        build(root, args.pages)
+        for sources in args.sources:
+            for _ in range(args.repeat):
+                before = ceiling()
+                run = crawl(root, args.pages, sources)
+                after = ceiling()
+                best = max(before, after)
+                print(f"{run['command']}\n  {run['pages']} pages over {sources} source(s): {run['stored']} stored in "
+                      f"{run['seconds']:.1f} s = {run['pages_per_s']:.1f} pages/s; CPU {run['cpu_s']:.1f} s "
+                      f"({run['cpu_s'] / run['seconds']:.2f} cores); peak RSS {run['peak_rss_mb']:.0f} MB (crawl "
+                      f"process {run['peak_rss_main_mb']:.0f} MB); archive {run['size_mb']:.1f} MB, WARC "
+                      f"{run['warc_mb']:.1f} MB", flush=True)
+                print(f"  ceiling, plain trafilatura on one core, same pages: {before:.1f} pages/s before, "
+                      f"{after:.1f} after; end to end / best = {run['pages_per_s'] / best:.2f}x (goal >= 1.5x)",
+                      flush=True)
 
 
 if __name__ == "__main__":

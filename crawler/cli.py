@@ -1,13 +1,20 @@
 """The ``pressarchive`` command line: crawl, list sources, extract one page, run the demo.
 
-Every user error (bad registry, unknown source, missing file) ends in one
-line on stderr and exit code 2, never a traceback.
+Every user error (bad registry, unknown source, missing file, an unusable
+``--db``) ends in one line on stderr and exit code 2, never a traceback.
+:func:`check_db` is the one place every command that takes ``--db`` checks it,
+before anything opens the file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import stat
 import sys
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -19,19 +26,148 @@ EXIT_SOURCE_FAILED = 1  # a source failed, or the crawl was interrupted
 EXIT_USAGE = 2  # bad options, registry or files
 EXIT_LOCKED = 3  # another crawl holds the archive
 
+# ``--db``'s type: no ``dir_okay=False`` (click's own error is four lines): check_db says it in one.
 db_option = click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("archive.db"),
+    "--db", "db_path", type=click.Path(path_type=Path), default=Path("archive.db"),
     show_default=True, help="SQLite archive file (created if missing).",
 )
 sources_option = click.option(
-    "--sources", "sources_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--sources", "sources_file", type=click.Path(path_type=Path), default=None,
     help="Source registry (TOML). Default: the bundled catalogue.",
 )
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+# Tables that make a SQLite file a pressarchive archive (any one: an archive being created).
+ARCHIVE_TABLES = {"releases", "sources", "crawl_runs", "_pressarchive"}
+SQLITE_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def fail(message: str, code: int = 2):
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def check_db(db_path, *, write: bool, create: bool = False) -> Path:
+    """Stop with one line on stderr and exit 2 when ``--db`` cannot be the archive a command needs.
+
+    ``write``: the command writes the archive (``crawl``, ``demo``, ``reextract``,
+    ``ingest``); ``create``: a missing file is made into a new archive (``crawl``,
+    ``demo``, ``ingest``), else it must exist (``status``, ``export``,
+    ``reextract``, ``serve``). Runs before anything opens the file, and reads at
+    most its first 16 bytes and its table names, so a wrong ``--db`` (another
+    program's file, a folder, something under ``/proc``) is never changed.
+    """
+    path = Path(db_path)
+    problem = db_problem(path, write=write, create=create)
+    if problem:
+        fail(problem)
+    return path
+
+
+def db_problem(path: Path, *, write: bool, create: bool) -> str | None:
+    """Why ``path`` cannot be the archive (see :func:`check_db`), or None."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return _missing_db_problem(path, create)
+    except OSError as exc:  # a path through a file (ENOTDIR), a folder we may not enter
+        return f"--db {path}: {exc.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"--db {path} is a folder; give the archive's file (e.g. {path / 'archive.db'})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"--db {path} is not a regular file (a device, pipe or socket), so not an archive"
+    problem = _content_problem(path, create)
+    if problem or not write:
+        return problem
+    return _write_problem(path)
+
+
+def _missing_db_problem(path: Path, create: bool) -> str | None:
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        return f"the folder of --db {path} {what}: {folder}"
+    if not create:
+        return f"archive not found: {path} (run `pressarchive crawl --db {path}` first, or pass --db PATH)"
+    try:  # really create a file there: permissions, read-only mounts and /proc all answer
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot create --db {path}: no new file can be made in {folder} ({exc.strerror})"
+    return None
+
+
+def _content_problem(path: Path, create: bool) -> str | None:
+    """The file must be a SQLite database holding an archive (or empty, for a new one)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        return f"cannot read --db {path}: {exc.strerror}"
+    if not header:  # SQLite makes an empty file into a new database
+        return None if create else f"--db {path} is an empty file, not an archive"
+    if header != SQLITE_HEADER:
+        return f"--db {path} is not a SQLite database, so not an archive (left untouched)"
+    try:
+        conn = read_only_connection(path)
+        try:
+            tables = {name for (name,) in conn.execute("select name from sqlite_master where type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"cannot read --db {path} as SQLite: {exc}"
+    if tables and not tables & ARCHIVE_TABLES:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        return f"--db {path} is a SQLite database of something else (tables {shown}), not an archive (left untouched)"
+    if not tables and not create:
+        return f"--db {path} is an empty SQLite database, not an archive"
+    return None
+
+
+def read_only_connection(path: Path, **options) -> sqlite3.Connection:
+    """A read-only connection to the archive ``path``, also on read-only media.
+
+    SQLite reads a WAL-mode file through a ``-shm`` file it creates beside it,
+    so ``mode=ro`` fails in a folder nobody may write (a read-only mount, a
+    backup copy). No writer can be at work there either, so the file is then
+    opened ``immutable`` (unless a ``-wal`` holds commits not yet in the file).
+    """
+    uri = Path(path).resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+    try:
+        conn.execute("select 1 from sqlite_master limit 1")  # the file is opened lazily: open it now
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(Path(path).parent, os.W_OK) or Path(f"{path}-wal").exists():
+            raise
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, **options)
+
+
+def _write_problem(path: Path) -> str | None:
+    """Permissions first (what a user can fix), then SQLite's own answer to a write lock."""
+    folder = path.parent
+    for needed in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if needed.exists() and not os.access(needed, os.W_OK):
+            return f"--db {needed} is read-only: this command writes the archive (check its permissions)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (f"the folder of --db {path} is not writable: SQLite keeps {path.name}-wal and "
+                f"{path.name}-shm beside the archive ({folder})")
+    try:
+        conn = sqlite3.connect(str(path), timeout=0, isolation_level=None)
+        try:
+            conn.execute("begin immediate")  # asks for the write lock; writes nothing
+            conn.execute("rollback")
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in SQLITE_BUSY_CODES:  # extended codes too
+            return None  # another process is writing: the crawl lock says so, with its pid
+        return f"--db {path} cannot be written: {exc}"
+    except sqlite3.Error as exc:
+        return f"--db {path} cannot be written: {exc}"
+    return None
 
 
 def load_registry(sources_file):
@@ -77,6 +213,8 @@ def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backf
     interrupted (SIGINT/SIGTERM finish what is in flight first); 2 usage or
     registry error; 3 another crawl is writing the same archive.
     """
+    if not redis_url:
+        check_db(db_path, write=True, create=True)
     registry = load_registry(sources_file)
     try:
         selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
@@ -95,20 +233,22 @@ def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backf
 
 
 def crawl_sources(selected, db_path, lock=True, **options) -> int:
+    # Imported here: Scrapy's import is slow, and only crawling needs it.
     from contextlib import nullcontext
 
     from crawler.lock import ArchiveLocked, archive_lock
-    from crawler.runner import build_settings, run_crawl  # Scrapy import is slow: only when crawling
+    from crawler.runner import ArchiveError, build_settings, run_crawl
 
-    if db_path.parent and not db_path.parent.exists():
-        fail(f"folder of --db does not exist: {db_path.parent}")
+    if lock:  # a distributed worker does not write the archive (the ingester does): no check, no lock
+        check_db(db_path, write=True, create=True)
     settings = build_settings(db_path, **options)
     try:
-        # A distributed worker does not write the archive (the ingester does): no lock.
         with archive_lock(db_path) if lock else nullcontext():
             rows = run_crawl(selected, settings)
     except ArchiveLocked as exc:
         fail(str(exc), EXIT_LOCKED)
+    except ArchiveError as exc:  # refused before any request (e.g. SQLite: a read-only database)
+        fail(str(exc))
     if settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
         click.echo(f"worker {settings.get('PRESSARCHIVE_WORKER_ID')} done; items are in Redis for `pressarchive ingest`")
         return 0
@@ -119,6 +259,10 @@ def crawl_sources(selected, db_path, lock=True, **options) -> int:
             f"{row['unchanged']} unchanged, {row['removed']} removed, {row['errors']} errors, "
             f"{row['requests']} requests)"
         )
+    stored_nothing = {row["message"].split(";")[0] for row in rows if row.get("not_stored")}
+    for message in sorted(stored_nothing):  # a full disk, a file gone read-only: say it, not only count it
+        click.echo(f"Error: {message}; {sum(r['not_stored'] or 0 for r in rows)} fetched releases were not "
+                   "stored (the next crawl fetches them again)", err=True)
     click.echo(f"Archive: {db_path}")
     return EXIT_SOURCE_FAILED if failed or not rows else 0
 
@@ -134,7 +278,7 @@ def sources_command(ctx, sources_file, as_json):
     registry = load_registry(sources_file)
     for source in registry:
         if as_json:
-            click.echo(json.dumps(source.as_row() | {"enabled": source.enabled}, ensure_ascii=False))
+            click.echo(json.dumps(source_json(source), ensure_ascii=False))
         else:
             state = "" if source.enabled else "  [disabled]"
             click.echo(
@@ -142,6 +286,14 @@ def sources_command(ctx, sources_file, as_json):
             )
     if not as_json:
         click.echo(f"{len(registry)} sources OK ({sources_file or bundled_catalogue()})", err=True)
+
+
+def source_json(source) -> dict:
+    """A registry entry as JSON: lists and tables as JSON values (``Source.as_row`` encodes them
+    as strings for SQLite columns), ``enabled`` last."""
+    row = asdict(source)
+    row["enabled"] = row.pop("enabled")
+    return row
 
 
 @sources_command.command("check")
@@ -213,16 +365,66 @@ def _check_problem(run, sample) -> str | None:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--url", help="The page's original URL (helps dates and links).")
 @click.option("--charset", help="Charset the server declared in Content-Type, if any.")
 def extract(file, url, charset):
-    """Print title, text, date and language extracted from a saved page, as JSON."""
-    from pipelines import extraction
+    """Print title, text, date and language extracted from a saved page (HTML or PDF), as JSON.
 
-    result = extraction.extract(file.read_bytes(), url, http_charset=charset)
-    data = {k: v for k, v in result.as_dict().items()}
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    Exit codes: 0 text found; 1 a page, but no main text in it (the JSON is
+    still printed: title and date help to write selectors); 2 not a page at
+    all (empty, or binary data such as an image or an archive).
+    """
+    body = _read_page(file)
+    result, no_text = _extract_page(body, file, url, charset)
+    click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+    if no_text:
+        fail(f"{file}: {no_text}", EXIT_SOURCE_FAILED)
+
+
+def _read_page(file: Path) -> bytes:
+    from pipelines.clean import looks_binary
+    from pipelines.pdf import is_pdf
+
+    try:
+        if file.is_dir():
+            fail(f"{file} is a folder, not a page")
+        if not stat.S_ISREG(file.stat().st_mode):  # /dev/zero would be read forever
+            fail(f"{file} is not a regular file (a device, pipe or socket), not a page")
+        body = file.read_bytes()
+    except FileNotFoundError:
+        fail(f"file not found: {file}")
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    if not body.strip():
+        fail(f"{file} is empty: not a page")
+    if not is_pdf(body) and looks_binary(body):
+        fail(f"{file} is not a page: binary data (an image, archive or program?), not HTML or PDF")
+    return body
+
+
+def _extract_page(body: bytes, file: Path, url, charset):
+    """The extraction of a page, and why it has no text (None when it has): what a crawl would
+    store, or the reason it would not. Decoding repairs are one warning line each."""
+    from pipelines import extraction
+    from pipelines.clean import SCRIPT_ONLY_MAX_WORDS, SCRIPT_ONLY_RE
+    from pipelines.encoding import decode_notes
+    from pipelines.pdf import TEXT_STATUSES, analyse_pdf, is_pdf
+
+    if is_pdf(body):
+        analysed = analyse_pdf(body, url)
+        if not analysed.has_text:
+            return analysed.extraction, f"PDF without usable text: {TEXT_STATUSES.get(analysed.status, analysed.status)}"
+        return analysed.extraction, None
+    with decode_notes() as notes:
+        result = extraction.extract(body, url, http_charset=charset)
+    for note in dict.fromkeys(notes):
+        click.echo(f"Warning: {file}{f' ({url})' if url else ''}: {note}", err=True)
+    if not result.text.strip():
+        return result, "no main text found (a listing, a JavaScript shell or an error page?)"
+    if extraction.word_count(result.text) <= SCRIPT_ONLY_MAX_WORDS and SCRIPT_ONLY_RE.search(result.text):
+        return result, "JavaScript-only page: no text without running its scripts"
+    return result, None
 
 
 @cli.command()
@@ -232,6 +434,7 @@ def demo(db_path, serve):
     """Crawl the built-in demo sites (served on 127.0.0.1) into the archive; offline."""
     from crawler.demo import run_demo
 
+    check_db(db_path, write=True, create=True)
     code = run_demo(db_path, crawl_sources)
     click.echo(
         "\nLook at the result:\n"

@@ -12,7 +12,11 @@ Guarantees, and how they are kept:
 - Complete or absent: files are written into a hidden ``.export-tmp-*``
   folder inside ``DIR``, fsynced, and the folder is renamed into place only
   after the manifest is written. A killed export leaves at most that hidden
-  folder, never a timestamped one.
+  folder, never a timestamped one; the next export into ``DIR`` removes it
+  (one log line). Each export holds a ``flock`` on ``.lock`` in its folder
+  for its whole life (the kernel drops it however the process ends), so a
+  folder whose lock can be taken is dead, and a running export's folder is
+  never touched (:func:`remove_stale_tmp`).
 - Reproducible: data files depend only on the archive and the filters (no
   timestamps inside them); column order follows the schema, rows are ordered
   by ``published`` then ``id`` with undated rows last, all rows come from one
@@ -30,8 +34,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,6 +47,8 @@ from pathlib import Path
 import click
 
 from pipelines import schema, search_index
+
+logger = logging.getLogger(__name__)
 
 EXPORT_TABLES = ("releases", "release_versions", "removals", "sources", "crawl_runs")
 
@@ -52,6 +60,9 @@ RELEASES_LEAD_COLUMNS = (
 
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
 TMP_PREFIX = ".export-tmp-"
+TMP_OWNER = re.compile(rf"^{re.escape(TMP_PREFIX)}.*-(\d+)$")  # the exporting pid ends every temp name
+TMP_NAME = re.compile(rf"^{re.escape(TMP_PREFIX)}(\d{{8}}T\d{{6}}Z(?:-\d+)?)-\d+$")  # a snapshot's temp folder
+TMP_LOCK = ".lock"  # in a temp folder: flocked by its export while it runs
 # --search: the matching release ids, in a TEMP table of the export's read-only
 # connection (mode=ro still allows TEMP tables; ``pragma query_only`` would not).
 SEARCH_TABLE = "temp.export_search_ids"
@@ -174,9 +185,10 @@ def open_readonly(db_path: Path) -> sqlite3.Connection:
     """Open the archive read-only, failing with one line if it is not one."""
     if not db_path.is_file():
         raise ExportError(f"archive not found: {db_path} (pass --db PATH)")
-    uri = db_path.resolve().as_uri() + "?mode=ro"
+    from crawler.cli import read_only_connection
+
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        conn = read_only_connection(db_path, isolation_level=None)
         tables = existing_tables(conn)
     except sqlite3.DatabaseError as exc:
         raise ExportError(f"cannot read archive {db_path}: {exc}") from None
@@ -392,7 +404,7 @@ class HashingFile:
 
     def __init__(self, path: Path, bom: bool = False):
         self.path = path
-        self.file = open(path, "wb")
+        self.file = open(path, "wb")  # noqa: SIM115 (kept open across writes, closed by close())
         self.sha256 = hashlib.sha256()
         self.size = 0
         if bom:
@@ -504,9 +516,9 @@ def snapshot_readme(files: list[dict], filters: Filters, options: Options,
     lines = [
         "# pressarchive snapshot",
         "",
-        "Official government statements archived by pressarchive. Provenance "
-        "(archive, time, tool and schema versions, filters, SQL used) is in "
-        "`manifest.json`.",
+        ("Official government statements archived by pressarchive. Provenance "
+         "(archive, time, tool and schema versions, filters, SQL used) is in "
+         "`manifest.json`."),
         "",
         "## Verify",
         "",
@@ -537,11 +549,11 @@ def snapshot_readme(files: list[dict], filters: Filters, options: Options,
     lines += [f"Filters: `{json.dumps(filters.as_dict(), ensure_ascii=False)}`", ""]
     if filters.search is not None:
         lines += [
-            f"Search: `{json.dumps(filters.search, ensure_ascii=False)}` matched {search_matches} "
-            "releases in the archive's full-text index; this snapshot holds those that also pass "
-            "the other filters, and only their rows of the tables keyed by release (the SQL in "
-            f"`manifest.json` reads the matched ids from `{SEARCH_TABLE}`). Query language: "
-            f"{SEARCH_LANGUAGE}.",
+            (f"Search: `{json.dumps(filters.search, ensure_ascii=False)}` matched {search_matches} "
+             "releases in the archive's full-text index; this snapshot holds those that also pass "
+             "the other filters, and only their rows of the tables keyed by release (the SQL in "
+             f"`manifest.json` reads the matched ids from `{SEARCH_TABLE}`). Query language: "
+             f"{SEARCH_LANGUAGE}."),
             "",
         ]
     for entry in files:
@@ -588,8 +600,10 @@ def fsync_dir(path: Path) -> None:
 
 def snapshot_name(now: dt.datetime, out_dir: Path) -> str:
     base = now.strftime("%Y%m%dT%H%M%SZ")
+    # Two exports in one second: the other may still be writing its temp folder.
+    writing = {m.group(1) for p in out_dir.iterdir() if (m := TMP_NAME.match(p.name))}
     name, n = base, 0
-    while (out_dir / name).exists():  # two exports in one second
+    while (out_dir / name).exists() or name in writing:
         n += 1
         name = f"{base}-{n}"
     return name
@@ -619,6 +633,96 @@ def point_latest(out_dir: Path, name: str) -> None:
     except (OSError, NotImplementedError):
         tmp.write_text(name + "\n", encoding="utf-8")
     os.replace(tmp, out_dir / "latest")
+
+
+def hold_tmp_lock(folder: Path) -> int:
+    """Lock ``folder`` as this export's own until the returned descriptor is closed.
+
+    The lock file is locked under another name and renamed: a ``.lock`` that
+    can be locked by someone else is therefore always an ended export's.
+    """
+    pending = folder / f"{TMP_LOCK}.new"
+    handle = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    os.write(handle, str(os.getpid()).encode())
+    os.rename(pending, folder / TMP_LOCK)
+    return handle
+
+
+def pid_alive(pid: int) -> bool:
+    """True unless no process has ``pid`` (a reused pid counts as alive: keeping is the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def tmp_owner_ended(entry: Path) -> bool:
+    """True when the export that made temp folder (or ``latest`` link) ``entry`` has ended.
+
+    A folder's ``.lock`` answers for certain. Without one (the first instants
+    of an export, a ``latest`` link being swapped, a folder of an older
+    version) the pid in the name decides.
+    """
+    if entry.is_dir() and not entry.is_symlink():
+        try:
+            handle = os.open(entry / TMP_LOCK, os.O_RDONLY)
+        except FileNotFoundError:
+            handle = None
+        except OSError:
+            return False
+        if handle is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(handle)
+    match = TMP_OWNER.match(entry.name)
+    return bool(match) and not pid_alive(int(match.group(1)))
+
+
+def tree_size(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*"))
+
+
+def remove_stale_tmp(out_dir: Path) -> list[str]:
+    """Remove the temporary folders of exports that ended without finishing (killed, power cut).
+
+    One log line names what was removed and how big it was.
+    """
+    removed, size = [], 0
+    for entry in sorted(out_dir.iterdir()):
+        if not entry.name.startswith(TMP_PREFIX) or not tmp_owner_ended(entry):
+            continue
+        try:
+            size += tree_size(entry)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            logger.warning("could not remove %s, left by an unfinished export: %s", entry, exc.strerror or exc)
+            continue
+        removed.append(entry.name)
+    if removed:
+        logger.warning("removed %d temporary folder%s left in %s by exports that did not finish (%s): %s",
+                       len(removed), "s" * (len(removed) > 1), out_dir, human_size(size), ", ".join(removed))
+    return removed
+
+
+def human_size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def prune(out_dir: Path, keep: int) -> list[str]:
@@ -687,6 +791,7 @@ def export_snapshot(db_path, out_dir, filters: Filters = Filters(), options: Opt
         check_sources(conn, filters)
         check_search_index(conn, db_path, filters)
         prepare_out_dir(out_dir)
+        remove_stale_tmp(out_dir)
         now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         name = snapshot_name(now, out_dir)
         publish_snapshot(conn, db_path, out_dir, name, filters, options, now)
@@ -704,13 +809,17 @@ def publish_snapshot(conn, db_path: Path, out_dir: Path, name: str, filters: Fil
 
     Renaming a folder is atomic, so ``DIR/<name>`` either holds every file
     (fsynced first) or does not exist. On failure the temp folder is removed;
-    only a killed process leaves one behind, and it is never named like a
-    snapshot.
+    only a killed process leaves one behind (removed by the next export), and
+    it is never named like a snapshot. The folder is locked as this export's
+    until it is renamed (:func:`hold_tmp_lock`).
     """
     tmp = out_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    lock = None
     try:
         tmp.mkdir()
+        lock = hold_tmp_lock(tmp)
         write_snapshot(conn, db_path, tmp, name, filters, options, now)
+        (tmp / TMP_LOCK).unlink()  # not part of the snapshot; the pid in the name covers the rename
         fsync_dir(tmp)
         os.rename(tmp, out_dir / name)
         fsync_dir(out_dir)
@@ -722,6 +831,9 @@ def publish_snapshot(conn, db_path: Path, out_dir: Path, name: str, filters: Fil
         if isinstance(exc, sqlite3.DatabaseError):
             raise ExportFailed(f"export failed reading {db_path}: {exc}") from None
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -792,6 +904,9 @@ def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, 
     sha256 of every file, filters, versions) and a README.md describing the
     columns. Prints the folder's path.
     """
+    from crawler.cli import check_db
+
+    check_db(db_path, write=False)
     if excel and fmt != "csv":
         raise ExportError("--excel applies to --format csv only")
     filters = build_filters(sources, since, until, search)

@@ -8,9 +8,13 @@ run dies before finishing).
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import click
+import sqlite_utils
 
 from crawler.clock import iso, now
 from pipelines.schema import open_archive
@@ -26,20 +30,33 @@ def source_health(db, max_age_hours: float) -> list[dict]:
     return rows
 
 
+def open_for_status(db_path: Path) -> sqlite_utils.Database:
+    """The archive, migrated when it can be written; else read as it is (read-only media)."""
+    if os.access(db_path, os.W_OK) and os.access(db_path.parent, os.W_OK):
+        return open_archive(db_path)
+    from crawler.cli import read_only_connection
+
+    return sqlite_utils.Database(read_only_connection(db_path))
+
+
 @click.command("status")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="archive.db", show_default=True,
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default="archive.db", show_default=True,
               help="SQLite archive file.")
 @click.option("--max-age", "max_age_hours", type=float, default=72, show_default=True,
               help="Hours without a successful run after which a source counts as broken.")
 def status_command(db_path, max_age_hours):
     """Per-source health; exit code 1 when any source looks broken (for cron mail and monitoring)."""
-    from pathlib import Path
+    from crawler.cli import check_db, fail
 
-    if not Path(db_path).exists():
-        raise click.UsageError(f"no archive at {db_path} (run `pressarchive crawl` first)")
-    db = open_archive(db_path)
-    rows = source_health(db, max_age_hours)
-    db.close()
+    check_db(db_path, write=False)
+    try:
+        db = open_for_status(db_path)
+        try:
+            rows = source_health(db, max_age_hours)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        fail(f"cannot read the health of {db_path}: {exc}")
     header = f"{'source':<28} {'health':<44} {'last run':<21} {'last success':<21} {'last new release':<21} {'releases':>8}"
     click.echo(header)
     for row in rows:

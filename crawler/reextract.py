@@ -6,11 +6,19 @@ archive is updated where the output changed: a changed title or text becomes
 a new version labelled ``extraction`` (never ``edit``: the publisher did not
 change anything), changed dates, languages or encodings are updated in place,
 and the search index follows. Nothing is fetched and nothing is deleted.
+
+Before anything is written, the request is checked against the archive: an
+unknown source id, or a raw capture folder that is missing (or holds none of
+the WARC files the releases point to), is refused with one line
+(:class:`ReextractRefused`, exit 2). WARC files missing from a folder that
+holds others are one line naming them; their releases are skipped and the
+command exits 1, as it does when a record cannot be read.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import click
@@ -19,6 +27,7 @@ from crawler.clock import now
 from crawler.warc import read_record
 from pipelines import history, search_index
 from pipelines.clean import NoText, clean_page
+from pipelines.encoding import decode_notes
 from pipelines.schema import open_archive
 
 logger = logging.getLogger(__name__)
@@ -26,6 +35,63 @@ logger = logging.getLogger(__name__)
 DISCOVERY_DATES = ("feed", "listing", "sitemap")  # dates the page itself cannot give again
 METADATA = ("published", "date_source", "language", "encoding", "canonical_url", "extractor", "text_status",
             "pages")
+
+
+class ReextractRefused(ValueError):
+    """The request cannot be carried out at all (unknown source, no raw capture); ``str()`` says why."""
+
+
+def _read_only(db_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _columns(conn, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"pragma table_info([{table}])")}
+
+
+def check_source_ids(conn, db_path, source_ids) -> None:
+    """Every id asked for must be a source of the archive (catalogued, or with releases)."""
+    if not source_ids:
+        return
+    known = {row[0] for row in conn.execute("select source_id from releases")}
+    if _columns(conn, "sources"):
+        known |= {row[0] for row in conn.execute("select id from sources")}
+    unknown = [sid for sid in dict.fromkeys(source_ids) if sid not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)[:6]) + (", ..." if len(known) > 6 else "")
+        names = ", ".join(repr(sid) for sid in unknown)
+        raise ReextractRefused(f"unknown source id{'s' * (len(unknown) > 1)} {names} in {db_path} "
+                               f"(its sources: {listed or 'none'})")
+
+
+def captures_needed(conn, source_ids) -> dict[str, int]:
+    """WARC file -> number of the selected releases whose raw capture it holds."""
+    if "warc_file" not in _columns(conn, "releases"):
+        return {}  # an archive from before raw capture
+    where, params = "warc_file is not null", list(source_ids)
+    if source_ids:
+        where += f" and source_id in ({', '.join('?' for _ in source_ids)})"
+    return dict(conn.execute(f"select warc_file, count(*) from releases where {where} group by warc_file", params))
+
+
+def missing_captures(needed: dict[str, int], warc_dir: Path) -> dict[str, int]:
+    """The needed WARC files that are not in ``warc_dir``; refused when none of them is there."""
+    releases = sum(needed.values())
+    if needed and not warc_dir.is_dir():
+        raise ReextractRefused(f"no raw capture folder {warc_dir.absolute()}: the WARC files of {releases} releases should be "
+                               "there (moved? pass --warc-dir)")
+    missing = {name: n for name, n in needed.items() if not (warc_dir / name).is_file()}
+    if needed and len(missing) == len(needed):
+        raise ReextractRefused(f"none of the {len(needed)} WARC files of {releases} releases is in {warc_dir.absolute()} "
+                               "(moved? pass --warc-dir)")
+    return missing
+
+
+def _describe_missing(missing: dict[str, int], warc_dir: Path) -> str:
+    names = sorted(missing)
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{sum(missing.values())} releases not re-extracted: {len(names)} WARC "
+            f"file{'s' * (len(names) > 1)} missing from {warc_dir.absolute()}: {shown}")
 
 
 def _content_type(headers) -> tuple[str | None, str | None]:
@@ -38,9 +104,18 @@ def _content_type(headers) -> tuple[str | None, str | None]:
 
 
 def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dict:
+    """Re-extract; return the counts. Raises :class:`ReextractRefused` before writing anything."""
+    warc_dir = Path(warc_dir or Path(db_path).parent / "warc")
+    conn = _read_only(db_path)
+    try:
+        check_source_ids(conn, db_path, source_ids)
+        missing = missing_captures(captures_needed(conn, source_ids), warc_dir)
+    finally:
+        conn.close()
+    if missing:
+        logger.error("%s", _describe_missing(missing, warc_dir))
     db = open_archive(db_path)
     search_index.ensure_search(db)
-    warc_dir = warc_dir or Path(db_path).parent / "warc"
     languages = {row["id"]: row["languages"] for row in db.query("select id, languages from sources")}
     where, params = "warc_file is not null", []
     if source_ids:
@@ -51,6 +126,9 @@ def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dic
     touched = []
     for row in rows:
         counts["releases"] += 1
+        if row["warc_file"] in missing:
+            counts["unreadable"] += 1  # said once for the whole file, above
+            continue
         try:
             _status, headers, body = read_record(warc_dir, row["warc_file"], row["warc_offset"])
         except (OSError, ValueError) as exc:
@@ -64,14 +142,15 @@ def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dic
             hints = {"date": row["published"], "date_source": row["date_source"]}
         fetched_at = row["last_changed"] or row["first_seen"]
         try:
-            cleaned = clean_page(body, row["fetched_url"] or row["url"], mime or row["content_type"], charset,
-                                 fetched_at, hints, _languages(languages.get(row["source_id"])))
+            with decode_notes() as decoding:
+                cleaned = clean_page(body, row["fetched_url"] or row["url"], mime or row["content_type"], charset,
+                                     fetched_at, hints, _languages(languages.get(row["source_id"])))
         except NoText as exc:
             counts["unchanged"] += 1
             logger.warning("release %s (%s): the current extractor finds %s; archived text kept",
                            row["id"], row["url"], exc)
             continue
-        for note in cleaned.pop("notes", []):
+        for note in [*dict.fromkeys(map(str, decoding)), *cleaned.pop("notes", [])]:
             logger.warning("release %s (%s): %s", row["id"], row["url"], note)
         values = dict(cleaned, url=row["url"],
                       year=int(cleaned["published"][:4]) if cleaned.get("published") else None)
@@ -102,21 +181,33 @@ def _languages(value):
 
 @click.command("reextract")
 @click.argument("source_ids", nargs=-1)
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("archive.db"),
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("archive.db"),
               show_default=True, help="SQLite archive file.")
-@click.option("--warc-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--warc-dir", type=click.Path(path_type=Path),
               help="Folder of the WARC files (default: warc/ next to the archive).")
 def reextract_command(source_ids, db_path, warc_dir):
     """Clean the stored raw capture of SOURCE_IDS (default: all) again with the current extractor.
 
     No network. Changed text becomes a new version labelled `extraction`;
     changed dates and languages are updated in place.
+
+    Exit codes: 0 every release re-extracted; 1 some could not be (a WARC file
+    missing or unreadable: said on stderr, the rest is done); 2 nothing done
+    (no archive, an unknown source id, no raw capture folder).
     """
-    if not db_path.exists():
-        raise click.UsageError(f"no archive at {db_path}")
-    counts = reextract(db_path, source_ids, warc_dir)
+    from crawler.cli import EXIT_SOURCE_FAILED, check_db, fail
+
+    check_db(db_path, write=True)
+    try:
+        counts = reextract(db_path, source_ids, warc_dir)
+    except ReextractRefused as exc:
+        fail(str(exc))
+    except sqlite3.Error as exc:
+        fail(f"re-extraction stopped, archive {db_path}: {exc}", EXIT_SOURCE_FAILED)
     click.echo(
         f"{counts['releases']} releases re-extracted: {counts['text_changed']} new text (new versions), "
         f"{counts['metadata_changed']} new metadata, {counts['unchanged']} unchanged, "
         f"{counts['unreadable']} without a readable capture"
     )
+    if counts["unreadable"]:
+        raise SystemExit(EXIT_SOURCE_FAILED)

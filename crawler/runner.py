@@ -2,20 +2,32 @@
 
 Used by ``pressarchive crawl`` and ``pressarchive demo``. Twisted's reactor
 cannot be restarted, so this runs once per process.
+
+Stopping: the first SIGINT/SIGTERM lets what is in flight finish (Scrapy's
+graceful stop). A second one stops at once, as Scrapy's does, but first the
+releases already fetched and cleaned are stored and every run row is closed
+as ``interrupted`` (:class:`ArchivingCrawlerProcess`), so nothing fetched is
+lost and no run stays ``running``.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
+from scrapy.utils.ossignal import install_shutdown_handlers, signal_names
 
 from crawler import __version__
 from crawler.spiders.releases import ReleasesSpider
+from pipelines.store import abort_now
+
+logger = logging.getLogger(__name__)
 
 
 def build_settings(db_path, contact=None, log_level="INFO", log_file=None, overrides=None) -> Settings:
@@ -39,11 +51,58 @@ def build_settings(db_path, contact=None, log_level="INFO", log_file=None, overr
     return settings
 
 
+class ArchivingCrawlerProcess(CrawlerProcess):
+    """Scrapy's CrawlerProcess, whose forced stop (a second signal) stores first."""
+
+    def _signal_kill(self, signum, _):
+        from twisted.internet import reactor
+
+        install_shutdown_handlers(signal.SIG_IGN)
+        reactor.callFromThread(self._abort, signum)
+
+    def _abort(self, signum):
+        logger.info("Received %s twice, storing what was fetched and stopping now", signal_names.get(signum, signum))
+        for crawler in list(self.crawlers):
+            crawler.signals.send_catch_log(signal=abort_now, reason=f"shutdown ({signal_names.get(signum, signum)} twice)")
+        self._stop_reactor()
+
+
+class ArchiveError(Exception):
+    """The archive cannot be opened for writing (not SQLite, read-only, a full disk...)."""
+
+
+def prepare_archive(db_path) -> None:
+    """Create or upgrade the archive before any request is made, so that an archive that
+    cannot be written stops the crawl with one message instead of a crawl that stores nothing."""
+    import sqlite3
+
+    from pipelines.schema import open_archive
+    from pipelines.search_index import ensure_search
+
+    try:
+        db = open_archive(db_path)
+        try:
+            ensure_search(db)
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise ArchiveError(f"archive {db_path} cannot be written: {exc}") from None
+
+
 def run_crawl(sources, settings: Settings) -> list[dict]:
-    """Crawl ``sources``; return this run's ``crawl_runs`` rows."""
-    process = CrawlerProcess(settings)
+    """Crawl ``sources``; return this run's ``crawl_runs`` rows.
+
+    Raises :class:`ArchiveError` before crawling when the archive cannot be
+    written. A row the crawl could not close (the archive refused writes
+    later, e.g. a full disk) is returned as ``failed`` with the reason.
+    """
+    if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+        prepare_archive(settings.get("ARCHIVE_DB"))
+    process = ArchivingCrawlerProcess(settings)
     process.crawl(ReleasesSpider, sources=sources)
+    crawler = next(iter(process.crawlers))
     process.start()
+    failure = crawler.stats.get_value("pressarchive/store_failure")
     db_path = Path(settings.get("ARCHIVE_DB"))
     if not db_path.exists():
         return []
@@ -52,4 +111,7 @@ def run_crawl(sources, settings: Settings) -> list[dict]:
         "select * from crawl_runs where run_id = ? order by id", [settings.get("PRESSARCHIVE_RUN_ID")]
     ))
     db.close()
+    for row in rows:
+        if row["status"] == "running":
+            row.update(status="failed", message=failure or "the crawl stopped before this run was recorded")
     return rows

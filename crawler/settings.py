@@ -10,7 +10,12 @@ Project settings read by pressarchive's components:
 written per transaction), ``PRESSARCHIVE_CONTACT`` (URL or mailto put in the
 User-Agent), ``PRESSARCHIVE_SOURCES`` (registry file; empty = bundled), and
 the incremental settings ``PRESSARCHIVE_BACKFILL``, ``PRESSARCHIVE_RECHECK_HOURS``,
-``PRESSARCHIVE_MAX_RECHECKS``.
+``PRESSARCHIVE_MAX_RECHECKS``, and the PDF attachment settings ``PRESSARCHIVE_FOLLOW_PDFS``,
+``PRESSARCHIVE_MAX_ATTACHMENTS``, ``PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN``.
+
+Reaching only what may be reached (crawler/ssrf.py, ``SSRF_PROTECTION``): http(s) only,
+redirects within a source's domains, non-public addresses only at the origins (scheme,
+host, port) a source's own URLs name.
 """
 
 import os
@@ -40,7 +45,11 @@ EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
     "crawler.throttle.SourceAwareAutoThrottle": 0,
     "scrapy.extensions.telnet.TelnetConsole": None,
+    # Scrapy 2.19's RemoteControl runs Python code sent to it over HTTP (on localhost, with a
+    # token in a job file): nothing a crawl of untrusted sites should carry. Off twice over.
+    "scrapy.extensions.remote_control.RemoteControl": None,
 }
+REMOTE_CONTROL_ENABLED = False
 
 RETRY_ENABLED = True
 RETRY_TIMES = 2
@@ -49,6 +58,7 @@ RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 # (crawler/retry.py); a longer demand than this many seconds gives up on that URL for the run.
 RETRY_AFTER_MAX = 300
 DOWNLOAD_TIMEOUT = 30
+URLLENGTH_LIMIT = 2048  # crawler/sources.py MAX_URL_CHARS: a longer URL is neither a release nor a listing
 DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
 DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
 HTTPERROR_ALLOW_ALL = False
@@ -58,8 +68,8 @@ COOKIES_ENABLED = False
 # Raw capture: every response (robots.txt, feeds, sitemaps, listings, releases) into WARC 1.1 files.
 # 950: after the downloader, before HttpCompressionMiddleware (590) decodes the body.
 DOWNLOADER_MIDDLEWARES = {
-    # Refuses loopback/private/link-local targets a page or redirect points at (not the sources' own hosts),
-    # before offsite (50) and robots.txt (100), so no connection is ever made.
+    # Refuses non-http(s) URLs, off-site redirects and loopback/private/link-local targets (but the
+    # origins a source's own URLs name), before offsite (50) and robots.txt (100): no connection is made.
     "crawler.ssrf.SSRFProtectionMiddleware": 40,
     # robots.txt answering 5xx/429 = the whole site disallowed for the run (RFC 9309), crawler/robots.py.
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
@@ -70,6 +80,9 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.warc.WarcCaptureMiddleware": 950,
 }
 SSRF_PROTECTION = True
+# Only http(s) is ever fetched (crawler/ssrf.py refuses other schemes too): no FTP handler to wait
+# forever on a server that does not speak FTP, no s3://, file:// or data: reads.
+DOWNLOAD_HANDLERS = {"ftp": None, "s3": None, "file": None, "data": None}
 WARC_ENABLED = True
 WARC_DIR = ""  # default: a warc/ folder next to ARCHIVE_DB
 WARC_MAX_SIZE = 1_000_000_000
@@ -80,10 +93,12 @@ ITEM_PIPELINES = {
 }
 
 CLEAN_WORKERS = None  # cleaning processes (pipelines/clean.py); None = one per CPU, 0 = in the crawl process
+CLEAN_TIMEOUT = 120  # seconds one page may take to clean; then its worker is stopped and the page is an error
 RELEASE_MAXSIZE = 10 * 1024 * 1024  # a release page is never 50 MB of HTML; sitemaps keep DOWNLOAD_MAXSIZE
 
 ARCHIVE_DB = "archive.db"
 ARCHIVE_BATCH_SIZE = 25
+ARCHIVE_MAX_BYTES = 0  # > 0: the archive file never grows past it; writes then fail as on a full disk
 PRESSARCHIVE_SOURCES = ""
 
 # Incremental crawling and history (see crawler/spiders/releases.py, pipelines/history.py).
@@ -91,8 +106,11 @@ PRESSARCHIVE_BACKFILL = False  # True: walk every listing page, not only up to t
 PRESSARCHIVE_RECHECK_HOURS = [1, 6, 24, 72, 168, 720]  # after first_seen; then every 180 days
 PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and run, oldest due first
 
-# PDFs linked from HTML releases ("Full statement (PDF)") are fetched and attached.
+# PDFs linked from HTML releases ("Full statement (PDF)") are fetched and attached, at most this many
+# per release and per source and run (beyond: one warning line, counted as attachments_skipped).
 PRESSARCHIVE_FOLLOW_PDFS = True
+PRESSARCHIVE_MAX_ATTACHMENTS = 5
+PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN = 200
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"

@@ -1,7 +1,9 @@
 """URL normalisation: the key under which a release is stored.
 
 Two links to the same release (with a fragment, with tracking parameters,
-with an upper-case host or a default port) must map to one row.
+with an upper-case host or a default port) must map to one row. Only http(s)
+URLs are ever fetched (:func:`is_http_url`): an ``ftp://`` feed item would make
+Scrapy's FTP handler wait on a server that does not speak FTP.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "wt.", "__hs")
 def is_tracking_param(name: str) -> bool:
     lowered = name.lower()
     return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def is_http_url(url: str) -> bool:
+    """An absolute http or https URL with a host: the only kind the crawler fetches."""
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # "http://[::1": not a URL anyone can fetch
+        return False
 
 
 def normalise_url(url: str) -> str:

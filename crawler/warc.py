@@ -390,6 +390,11 @@ class WarcCaptureMiddleware:
         except OSError as exc:  # a full disk must not go unnoticed, nor stop the crawl
             self.stats.inc_value("warc/errors")
             logger.error("warc: could not write %s to %s: %s", response.url, self.writer.folder, exc)
+            source_id = request.meta.get("source_id")
+            if source_id:  # the release may be stored, but without its raw capture: the run is partial
+                self.stats.inc_value(f"pressarchive/{source_id}/errors")
+                self.stats.set_value(f"pressarchive/{source_id}/last_error",
+                                     f"raw capture not written to {self.writer.folder}: {exc}")
             return response
         written = self.writer.bytes_written - before
         request.meta["warc"] = location.as_dict()

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -31,11 +31,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
+import re2
 from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from crawler.items import ReleaseItem
+from crawler.sources import MAX_URL_CHARS, safe_regex
 from pipelines import dates, extraction
+from pipelines.encoding import decode_notes
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b"
 CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 CLEANED = ("title", "text", "published", "date_source", "language", "encoding", "canonical_url",
            "content_hash", "word_count", "extractor")
+
+
+class CleanTimeout(Exception):
+    """A page whose cleaning took longer than ``CLEAN_TIMEOUT`` seconds."""
 
 
 class NoText(Exception):
@@ -83,14 +90,16 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
     else:
         if looks_binary(body):
             raise NoText("binary content (not a web page) served as text")
-        result = extract_html(body, url, http_charset, when, hints, languages)
+        with decode_notes() as decoding:  # bytes replaced, UTF-8 passages kept: logged with the URL
+            result = extract_html(body, url, http_charset, when, hints, languages)
         version = extraction.EXTRACTOR_VERSION
     if not result.text.strip():
         raise NoText("no main text")
     words = extraction.word_count(result.text)
     if words <= SCRIPT_ONLY_MAX_WORDS and SCRIPT_ONLY_RE.search(result.text):
         raise NoText("JavaScript-only page (no text without running its scripts)")
-    title, notes = result.title or hints.get("title"), []
+    title = result.title or hints.get("title")
+    notes = [str(note) for note in dict.fromkeys(decoding)] if content_type not in PDF_TYPES else []
     if title and len(title) > MAX_TITLE_CHARS:
         notes.append(f"title of {len(title)} characters cut to {MAX_TITLE_CHARS}")
         title = shorten(title, MAX_TITLE_CHARS)
@@ -174,11 +183,25 @@ def _first_css(page, selectors) -> str | None:
 
 
 def url_date(pattern: str, url: str):
-    match = re.search(pattern, url or "")
+    """The date a source's ``date_from_url`` finds in ``url``, or None.
+
+    The pattern runs on RE2 (:func:`crawler.sources.safe_regex`: linear time on a hostile
+    URL) and never on a URL over ``MAX_URL_CHARS``; a group that caught something other
+    than a date gives None, never an exception that would lose the page.
+    """
+    if not url or len(url) > MAX_URL_CHARS:
+        return None
+    try:
+        match = safe_regex(pattern).search(url)
+    except re2.error:  # not validated (an archive's sources row): no date rather than no page
+        return None
     if not match:
         return None
     if {"y", "m", "d"} <= set(match.re.groupindex):
-        return dates.valid_date(int(match["y"]), int(match["m"]), int(match["d"]))
+        try:
+            return dates.valid_date(int(match["y"]), int(match["m"]), int(match["d"]))
+        except (TypeError, ValueError, OverflowError):  # an optional group left out, letters, 10**40
+            return None
     return dates.parse_date_value(match.group(1))
 
 
@@ -241,6 +264,7 @@ class CleanPipeline:
         self.workers = (os.cpu_count() or 1) if workers in (None, "") else int(workers)
         self.pool: ProcessPoolExecutor | None = None
         self.generation = 0  # bumped each time a broken pool is replaced
+        self.timeout = crawler.settings.getfloat("CLEAN_TIMEOUT", 120.0) or None
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -268,6 +292,12 @@ class CleanPipeline:
     def spider_closed(self, spider, reason):
         self._shutdown()
 
+    def _kill_pool(self) -> None:
+        pool, self.pool = self.pool, None
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def _shutdown(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -287,8 +317,16 @@ class CleanPipeline:
             if self.pool is None:
                 self._start_pool()
             generation = self.generation
+            future = self.pool.submit(clean_for_archive, *args)
             try:
-                return await asyncio.wrap_future(self.pool.submit(clean_for_archive, *args))
+                return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout)
+            except asyncio.TimeoutError:
+                # A page no cleaner should take this long on (trafilatura is quadratic in the links of
+                # one paragraph: 100,000 links would take half an hour): its worker is stopped, the
+                # pool replaced, and the pages the other workers held are cleaned again.
+                if generation == self.generation and self.pool is not None:
+                    self._kill_pool()
+                raise CleanTimeout(f"cleaning took more than {self.timeout:g} s (CLEAN_TIMEOUT)") from None
             except BrokenProcessPool:
                 if generation == self.generation and self.pool is not None:  # first to notice: replace it
                     logger.warning("source '%s': a cleaning worker died while cleaning %s; restarting the pool",
@@ -312,7 +350,9 @@ class CleanPipeline:
             raise DropItem(f"{exc} in {item.url}", log_level="DEBUG") from None
         except BrokenProcessPool:
             self._error(item, "the cleaning worker crashed twice on this page")
-        except Exception as exc:  # one bad page must not stop the crawl
+        except CleanTimeout as exc:
+            self._error(item, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad page must not stop the crawl
             self._error(item, f"{type(exc).__name__}: {exc}")
         for note in cleaned.pop("notes"):
             self.crawler.stats.inc_value(f"pressarchive/{item.source_id}/warnings")

@@ -22,6 +22,7 @@ SOURCES_COLUMNS = {
     "sitemaps": str,  # JSON list
     "listings": str,  # JSON list
     "article_pattern": str,
+    "article_exclude": str,  # URLs matching article_pattern that are not releases
     "pagination_pattern": str,
     "allowed_domains": str,  # JSON list
     "delay": float,
@@ -150,6 +151,8 @@ CRAWL_RUNS_COLUMNS = {
     "warc_bytes": int,  # raw capture written for this source
     "refused": int,  # requests refused because they pointed at private or local addresses
     "warnings": int,  # pages stored with a problem noted in the log (e.g. a title cut to length)
+    "attachments_skipped": int,  # PDF links not fetched: PRESSARCHIVE_MAX_ATTACHMENTS(_PER_RUN) reached
+    "not_stored": int,  # releases fetched but refused by the archive (a full disk): fetched again next run
     "newest_seen": str,  # newest publication date announced by feeds and APIs in this run
     "status": str,  # ok, partial, failed, interrupted
     "message": str,

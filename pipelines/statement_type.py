@@ -3,7 +3,7 @@
 Types: ``press_release``, ``statement``, ``readout``, ``speech``,
 ``joint_statement``, ``press_conference`` (spokesperson press conferences and
 remarks), ``notice``, ``other``. A source's own ``statement_types`` (URL regex
--> type) are checked first; then the title (the most specific signal: "Joint
+-> type, RE2 syntax) are checked first; then the title (the most specific signal: "Joint
 Statement" sits under /statements/ too), then URL sections, then a feed or API
 category. English, French, German and Chinese wordings.
 """
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import re
 
+import re2
+
+from crawler.sources import MAX_URL_CHARS, safe_regex
+
 TITLE_RULES = (
     ("joint_statement", r"\bjoint (?:statement|declaration|communiqu)|déclaration conjointe|gemeinsame erklärung|联合声明|联合公报"),
-    ("press_conference", r"press conference|press briefing|spokesperson'?s? (?:remarks|answers?|regular)|"
-                         r"\bbriefing by\b|记者会|答记者问|发言人.{0,6}(?:答|表示|谈话)|conférence de presse|pressekonferenz"),
+    ("press_conference", (r"press conference|press briefing|spokesperson'?s? (?:remarks|answers?|regular)|"
+                          r"\bbriefing by\b|记者会|答记者问|发言人.{0,6}(?:答|表示|谈话)|conférence de presse|pressekonferenz")),
     ("readout", r"\breadout\b|\bcall with\b|\bspeaks with\b|通电话|compte rendu"),
     ("speech", r"\bspeech\b|\bremarks (?:by|at|to)\b|\baddress (?:by|to|at)\b|\bkeynote\b|讲话|致辞|演讲|discours|\brede\b"),
     ("notice", r"\bnotice\b|\badvisory\b|\breminder\b|通知|公告|提醒|\bavis\b|hinweis"),
@@ -54,8 +58,23 @@ def _first(rules, text: str) -> str | None:
 
 def classify(url: str, title: str | None = None, category: str | None = None,
              custom: dict | None = None) -> str:
-    for pattern, kind in (custom or {}).items():
-        if re.search(pattern, url):
-            return kind
-    return (_first(TITLE_RULES, title or "") or _first(URL_RULES, url.lower())
+    return (_custom(custom, url) or _first(TITLE_RULES, title or "") or _first(URL_RULES, url.lower())
             or _first(CATEGORY_RULES, category or "") or "other")
+
+
+def _custom(rules: dict | None, url: str) -> str | None:
+    """The type a source's own ``statement_types`` give ``url``.
+
+    Registry patterns run on RE2 (linear time whatever the pattern, see crawler/sources.py)
+    and never on a URL over ``MAX_URL_CHARS``; a pattern RE2 cannot compile (only in a
+    registry that was never validated) is passed over.
+    """
+    if not rules or len(url) > MAX_URL_CHARS:
+        return None
+    for pattern, kind in rules.items():
+        try:
+            if safe_regex(pattern).search(url):
+                return kind
+        except re2.error:
+            continue
+    return None

@@ -13,7 +13,13 @@ listings are saved for the next conditional GET, but only for sources whose
 run finished without errors (otherwise the next run fetches them again in
 full, so nothing missed stays missed).
 
-Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``, ``PRESSARCHIVE_RECHECK_HOURS``.
+A batch the archive refuses (a full disk, ``ARCHIVE_MAX_BYTES``, a file gone
+read-only) is neither stored nor counted as stored: its releases are errors of
+their sources (``not_stored`` in ``crawl_runs``), the crawl stops with one log
+line, and the next crawl fetches them again. A second Ctrl-C/SIGTERM
+(``abort_now``) stores the waiting batch before the process stops.
+
+Settings: ``ARCHIVE_DB``, ``ARCHIVE_BATCH_SIZE``, ``ARCHIVE_MAX_BYTES``, ``PRESSARCHIVE_RECHECK_HOURS``.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from crawler.clock import now_iso, parse_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.urls import scheme_twin
 from pipelines import history, search_index
-from pipelines.statement_type import classify
 from pipelines.schema import open_archive
+from pipelines.statement_type import classify
 
 logger = logging.getLogger(__name__)
+
+# A signal (Scrapy's signal manager): the process is about to stop without a graceful shutdown
+# (a second Ctrl-C or SIGTERM, crawler/runner.py); store what is waiting and close the runs now.
+abort_now = object()
 
 CLEANED_FIELDS = (
     "title", "published", "date_source", "language", "text", "word_count", "content_hash",
@@ -43,7 +53,8 @@ CLEANED_FIELDS = (
 )
 # Counted by the crawl (stats) and by the writer; together they make a crawl_runs row.
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
-              "not_modified", "rechecked", "discovered", "warc_bytes", "refused", "warnings")
+              "not_modified", "rechecked", "discovered", "warc_bytes", "refused", "warnings", "not_stored",
+              "attachments_skipped")
 
 
 # The writer's own automatic checkpoint, a fallback (see Checkpointer): above the WAL one bulk
@@ -205,8 +216,11 @@ class ArchiveWriter(Preparer):
     """Writes items into one archive file; ``counts`` tallies outcomes per source."""
 
     def __init__(self, db_path, schedule=history.RECHECK_HOURS, sources=None, cache_mb: int = 16,
-                 background_checkpoints: bool = True):
+                 background_checkpoints: bool = True, max_bytes: int = 0):
         self.db = open_archive(db_path)
+        if max_bytes:  # a write that would grow the file past it fails as on a full disk (SQLITE_FULL)
+            page_size = self.db.execute("pragma page_size").fetchone()[0]
+            self.db.execute(f"pragma max_page_count = {max(1, int(max_bytes) // page_size)}")
         # WAL with synchronous=NORMAL: a commit is not fsynced, only checkpoints are. A killed
         # crawl loses nothing (the WAL is in the OS's hands); a power cut can lose the last
         # batches, never corrupt the file, and the next run fetches those releases again.
@@ -247,7 +261,7 @@ class ArchiveWriter(Preparer):
                 rows[source.id] = cursor.lastrowid
         return rows
 
-    def write(self, items, prepared: "Prepared | None" = None) -> None:
+    def write(self, items, prepared: Prepared | None = None) -> None:
         """Store a batch of ReleaseItem / ReleaseCheck in one transaction.
 
         Releases the archive has never seen (the bulk of a first crawl or a
@@ -259,31 +273,51 @@ class ArchiveWriter(Preparer):
         items = list(items)
         if prepared is None or len(prepared.rows) != len(items):
             prepared = self.prepare(items)
-        touched = []
-        with contextlib.nullcontext() if self._in_transaction else self.db.atomic():
-            for n in self._insert_new(prepared):
-                item = items[n]
-                if prepared.rows[n] is not None:  # a release (the item itself is not needed)
-                    outcome, release_id, restored = self._store_release(prepared.values(n))
-                    source_id = prepared.value(n, "source_id")
-                elif isinstance(item, ReleaseItem):
-                    self._store_attachment(item)
-                    continue
-                else:
-                    outcome, release_id, restored = self._store_check(item)
-                    source_id = item.source_id
-                if outcome in ("new", "changed", "unchanged", "removed"):
-                    self._count(source_id, outcome)
-                if restored:
-                    self._count(source_id, "restored")
-                if outcome in ("new", "changed"):
-                    touched.append(release_id)
-            if touched or not self._in_transaction:
-                self._index_deferred()  # index_releases must see every entry made so far
-            if touched:
-                search_index.index_releases(self.db, touched)
-        if self.checkpointer and not self._in_transaction:
+        if self._in_transaction:
+            self._write(items, prepared)
+            return
+        counts = self.counts.copy()
+        try:
+            with self.db.atomic():
+                self._write(items, prepared)
+        except BaseException:
+            # Nothing of the batch is stored (SQLite rolled it back, or the COMMIT itself failed,
+            # e.g. "database or disk is full"): nothing of it may be counted as stored either.
+            self.counts, self._deferred = counts, []
+            self._rollback()
+            raise
+        if self.checkpointer:
             self.checkpointer.nudge()
+
+    def _rollback(self):
+        """End a transaction a failed COMMIT may have left open."""
+        if self.db.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.execute("rollback")
+
+    def _write(self, items, prepared: Prepared) -> None:
+        touched = []
+        for n in self._insert_new(prepared):
+            item = items[n]
+            if prepared.rows[n] is not None:  # a release (the item itself is not needed)
+                outcome, release_id, restored = self._store_release(prepared.values(n))
+                source_id = prepared.value(n, "source_id")
+            elif isinstance(item, ReleaseItem):
+                self._store_attachment(item)
+                continue
+            else:
+                outcome, release_id, restored = self._store_check(item)
+                source_id = item.source_id
+            if outcome in ("new", "changed", "unchanged", "removed"):
+                self._count(source_id, outcome)
+            if restored:
+                self._count(source_id, "restored")
+            if outcome in ("new", "changed"):
+                touched.append(release_id)
+        if touched or not self._in_transaction:
+            self._index_deferred()  # index_releases must see every entry made so far
+        if touched:
+            search_index.index_releases(self.db, touched)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -295,14 +329,20 @@ class ArchiveWriter(Preparer):
         tokens out whenever a rowid is lower than the one before). An error rolls back all."""
         if self._in_transaction:
             raise RuntimeError("ArchiveWriter.transaction() does not nest")
-        with self.db.atomic():
-            self._in_transaction = True
-            try:
-                yield self
-                self._index_deferred()
-            finally:
-                self._in_transaction = False
-                self._deferred = []
+        counts = self.counts.copy()
+        try:
+            with self.db.atomic():
+                self._in_transaction = True
+                try:
+                    yield self
+                    self._index_deferred()
+                finally:
+                    self._in_transaction = False
+                    self._deferred = []
+        except BaseException:
+            self.counts = counts  # nothing of the transaction is stored (see write)
+            self._rollback()
+            raise
         if self.checkpointer:
             self.checkpointer.nudge()
 
@@ -461,7 +501,9 @@ class StorePipeline:
         self.entry_fetches: dict[str, list[EntryFetch]] = {}
         self.writer = None
         self.run_rows = {}
+        self.failure: str | None = None  # why the archive refused a write, once it has
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.abort, signal=abort_now)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -472,14 +514,25 @@ class StorePipeline:
         return getattr(self.crawler.spider, "sources", {})
 
     def open_spider(self):
-        self.writer = ArchiveWriter(self.db_path, self.schedule, self.sources)
         self.run_id = self.crawler.settings.get("PRESSARCHIVE_RUN_ID") or now_iso()
-        self.run_rows = self.writer.start_runs(self.run_id, self.sources.values(), now_iso())
+        try:
+            self.writer = ArchiveWriter(self.db_path, self.schedule, self.sources,
+                                        max_bytes=self.crawler.settings.getint("ARCHIVE_MAX_BYTES", 0))
+            self.run_rows = self.writer.start_runs(self.run_id, self.sources.values(), now_iso())
+        except (sqlite3.Error, OSError) as exc:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+            self._write_failed(exc, [])
+            return
         logger.info("archive: writing to %s (run %s)", self.db_path, self.run_id)
 
     def process_item(self, item):
         if isinstance(item, EntryFetch):
             self.entry_fetches.setdefault(item.source_id, []).append(item)
+            return item
+        if self.failure is not None:
+            self._not_stored([item])
             return item
         self.pending.append(item)
         if len(self.pending) >= self.batch_size:
@@ -493,14 +546,67 @@ class StorePipeline:
         if not self.pending or self.writer is None:
             return
         items, self.pending = self.pending, []
-        self.writer.write(items)
+        try:
+            self.writer.write(items)
+        except (sqlite3.Error, OSError) as exc:
+            self._write_failed(exc, items)
+            return
         logger.debug("archive: stored a batch of %d items", len(items))
+
+    def _write_failed(self, exc, items):
+        """The archive refused a batch (a full disk, a read-only or broken file): nothing of it is
+        stored, so nothing of it is counted as stored; every item is an error of its source, and
+        the crawl stops, as every later write would fail the same way. The next crawl fetches
+        these releases again: they are not in the archive, and a run with errors keeps no feed
+        or listing validators."""
+        first = self.failure is None
+        if first:
+            self.failure = f"archive {self.db_path} could not be written: {exc}"
+            self.crawler.stats.set_value("pressarchive/store_failure", self.failure)
+            logger.error("%s; stopping the crawl (the releases fetched but not stored are fetched "
+                         "again by the next crawl)", self.failure)
+        self._not_stored(items)
+        if first and self.crawler.engine is not None and self.crawler.engine.running:
+            from twisted.internet import reactor
+
+            # Not from inside the item chain: the engine closes the spider on its own turn.
+            reactor.callLater(0, self._close_spider_failed)
+
+    def _close_spider_failed(self):
+        from scrapy.utils.defer import deferred_from_coro
+
+        engine = self.crawler.engine
+        if engine is not None and engine.running and engine.spider is not None:
+            deferred_from_coro(engine.close_spider_async(reason="archive_write_failed"))
+
+    def _not_stored(self, items):
+        stats = self.crawler.stats
+        stats.inc_value("pressarchive/not_stored", len(items))
+        for item in items:
+            source_id = getattr(item, "source_id", None)
+            if source_id:
+                stats.inc_value(f"pressarchive/{source_id}/errors")
+                stats.inc_value(f"pressarchive/{source_id}/not_stored")
+                stats.set_value(f"pressarchive/{source_id}/last_error", self.failure)
 
     def spider_closed(self, spider, reason):
         if self.writer is None:
             return
         self.flush()
+        self._finish_runs(reason)
+
+    def abort(self, reason: str):
+        """Store what waits in the batch and close the run rows now, before the process stops
+        without a graceful shutdown (a second Ctrl-C or SIGTERM, see crawler/runner.py)."""
+        if self.writer is None:
+            return
+        self.flush()
+        self._finish_runs(reason)
+
+    def _finish_runs(self, reason):
         stats = self.crawler.stats
+        if self.failure is not None:
+            reason = "archive_write_failed"
         for source_id, run_row in self.run_rows.items():
             counts = {key: stats.get_value(f"pressarchive/{source_id}/{key}", 0) for key in RUN_COUNTS}
             counts.update({key: self.writer.counts[(source_id, key)]
@@ -510,7 +616,15 @@ class StorePipeline:
             message = stats.get_value(f"pressarchive/{source_id}/last_error")
             if reason != "finished":
                 message = f"crawl ended early ({reason})" + (f"; {message}" if message else "")
-            self.writer.finish_run(run_row, source_id, counts, status, message, now_iso(),
-                                   self.entry_fetches.get(source_id, []))
+            if self.failure is not None:
+                message = f"{self.failure}; {counts['not_stored']} fetched releases not stored"
+            try:
+                self.writer.finish_run(run_row, source_id, counts, status, message, now_iso(),
+                                       self.entry_fetches.get(source_id, []))
+            except (sqlite3.Error, OSError) as exc:  # the run row stays 'running': the CLI says why
+                if self.failure is None:
+                    self.failure = f"archive {self.db_path} could not be written: {exc}"
+                    self.crawler.stats.set_value("pressarchive/store_failure", self.failure)
+                logger.error("source '%s': the run could not be recorded: %s", source_id, exc)
         self.writer.close()
         self.writer = None

@@ -19,6 +19,7 @@ from crawler.demo.server import DEMO_SITES, DEMO_SOURCES, SiteServer, substitute
 SITES = Path(__file__).parent / "sites"
 FIXTURE_SITES = ("feed_site", "sitemap_site", "listing_site", "gbk_site")
 FIXTURE_SOURCES = SITES / "sources.toml"
+pytest_plugins = ["netguard"]  # no test sends a packet outside loopback (tests/netguard.py)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 from scrapy.exceptions import DropItem
@@ -77,5 +78,34 @@ def test_a_dead_worker_restarts_the_pool_and_the_page_is_retried():
         assert pipe.generation == 2  # the broken pool was replaced once
         again = asyncio.run(pipe.process_item(item(url="http://gov.example/news/b.html")))
         assert again.text
+    finally:
+        pipe.close_spider()
+
+
+def test_a_page_that_takes_too_long_is_an_error_and_the_pool_goes_on():
+    """Trafilatura is quadratic in the links of one paragraph (8,000 links: ~11 s here): past
+    CLEAN_TIMEOUT the worker is stopped, the page is an error, and the next page is cleaned."""
+    crawler = Crawler(2)
+    crawler.settings.set("CLEAN_TIMEOUT", 1.5)
+    pipe = CleanPipeline(crawler)
+    pipe.open_spider()
+    links = "".join(f'<a href="/doc/{i}.pdf">document {i}</a> ' for i in range(12000))
+    slow = f"<html><body><main><h1>Annex</h1><p>Documents: {links}</p></main></body></html>".encode()
+
+    async def both():
+        stuck = asyncio.ensure_future(pipe.process_item(item(slow, url="http://gov.example/news/slow.html")))
+        fine = asyncio.ensure_future(pipe.process_item(item(url="http://gov.example/news/fine.html")))
+        return await asyncio.gather(stuck, fine, return_exceptions=True)
+
+    try:
+        started = time.monotonic()
+        stuck, fine = asyncio.run(both())
+        assert isinstance(stuck, DropItem), stuck
+        assert "welcomed the agreement" in fine.text, "the other worker's page is cleaned"
+        assert time.monotonic() - started < 10
+        assert crawler.stats.get_value("pressarchive/s/errors") == 1
+        assert pipe.pool is None, "the stuck worker's pool was stopped"
+        after = asyncio.run(pipe.process_item(item(url="http://gov.example/news/after.html")))
+        assert after.text and pipe.generation == 2
     finally:
         pipe.close_spider()

@@ -49,7 +49,7 @@ def run_crawl(cwd: Path, sources: Path, overrides: dict | None = None, when: str
         env["PRESSARCHIVE_NOW"] = when
     result = subprocess.run(
         [sys.executable, "-c", CRAWL, str(sources), "archive.db", json.dumps({**SETTINGS, **(overrides or {})})],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
     return result, sqlite_utils.Database(cwd / "archive.db")
 
@@ -161,10 +161,25 @@ def test_one_clear_line_per_bad_page_and_nothing_stored(hostile, path, problem):
     assert not stored(db, base, path)
 
 
-def test_connection_refused(hostile):
-    result, db, *_ = hostile
-    lines = [line for line in lines_with(result.stderr, "http://127.0.0.1:9/news/r/refused.html") if "ERROR" in line]
-    assert len(lines) == 1 and "Connection was refused" in lines[0]
+def test_link_to_another_port_of_the_host_is_refused(hostile):
+    # The source is on 127.0.0.1:<its port>; port 9 of the same host is another server, which
+    # the source's URLs do not name: refused before connecting (crawler/ssrf.py, trust by origin).
+    result, _, _, base, _ = hostile
+    lines = [line for line in lines_with(result.stderr, "http://127.0.0.1:9/news/r/refused.html")
+             if " WARNING: " in line or " ERROR: " in line]
+    assert len(lines) == 1 and "refused" in lines[0] and "loopback address" in lines[0], lines
+    assert f"configured there only at {base}" in lines[0]
+    assert "Connection was refused" not in result.stderr
+
+
+def test_connection_refused(tmp_path):
+    # A source configured on a closed port: its own origin, so it is tried, and fails in one line.
+    sources = tmp_path / "sources.toml"
+    sources.write_text(source_toml("closed", "http://127.0.0.1:9", feeds=["/feed.xml"]))
+    result, db = run_crawl(tmp_path, sources)
+    lines = [line for line in lines_with(result.stderr, "http://127.0.0.1:9/feed.xml") if "ERROR" in line]
+    assert len(lines) == 1 and "Connection was refused" in lines[0], result.stderr[-3000:]
+    assert next(db.query("select status from crawl_runs"))["status"] == "failed"
 
 
 def test_dns_failure_is_one_line(tmp_path):
@@ -177,7 +192,7 @@ def test_dns_failure_is_one_line(tmp_path):
 
 
 def test_retry_then_success_is_stored(hostile):
-    result, db, server, base, _ = hostile
+    result, _, server, base, _ = hostile
     assert [r.status for r in server.requests if r.path == "/news/r/busy.html"][:2] == [503, 200]
     assert not errors_for(result.stderr, base + "/news/r/busy.html")
 
@@ -190,20 +205,20 @@ def test_gzip_bomb_stops_at_the_size_limit(hostile):
 
 
 def test_gzip_bomb_is_counted_as_an_error(hostile):
-    result, db, _, base, _ = hostile
+    result, _, _, base, _ = hostile
     url = base + "/news/r/bomb.html"
     assert [line for line in lines_with(result.stderr, url) if "ERROR" in line]
 
 
 @pytest.mark.parametrize("path", ["/news/r/loop-a.html", "/news/r/self-loop.html"])
 def test_redirect_loop_is_one_line(hostile, path):
-    result, db, _, base, _ = hostile
+    result, _, _, base, _ = hostile
     lines = [line for line in lines_with(result.stderr, base + path) if "redirect loop" in line]
     assert len(lines) == 1
 
 
 def test_redirect_loops_store_nothing_and_end(hostile):
-    result, db, server, base, _ = hostile
+    _, db, server, base, _ = hostile
     assert not stored(db, base, "/news/r/loop-a.html") and not stored(db, base, "/news/r/self-loop.html")
     assert server.paths.count("/news/r/self-loop.html") <= 6
 
@@ -535,7 +550,9 @@ class _Crawler:
     ("http://intranet.example/admin", "10.1.2.3", True),
     ("http://gov.example/news/r/a.html", "10.1.2.3", False),  # the source's own host: trusted
     ("http://news.example/r/a.html", "93.184.216.34", False),
-    ("http://alias.example/r/a.html", "127.0.0.1", False),  # a name for the source's own address
+    ("http://alias.example:8000/r/a.html", "127.0.0.1", False),  # a name for the source's own address and port
+    # ... but not for another port of it: trust is by origin (scheme, host, port), not by host.
+    ("http://alias.example/r/a.html", "127.0.0.1", True),
 ])
 def test_names_are_vetted_by_the_address_they_resolve_to(url, resolves_to, refused):
     import asyncio
@@ -567,7 +584,7 @@ def test_names_are_vetted_by_the_address_they_resolve_to(url, resolves_to, refus
 
 
 def test_archived_releases_survive_a_site_turning_hostile(hostile):
-    result, db, server, base, work = hostile
+    _, _, server, _, work = hostile
     work2 = work / "second"
     work2.mkdir(exist_ok=True)
     shutil.copy(work / "archive.db", work2 / "archive.db")

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
-from crawler.sources import SourceError, load_sources, select_sources
+from crawler.sources import Source, SourceError, load_sources, select_sources
 
 GOOD = """
 [[sources]]
@@ -111,3 +111,27 @@ def test_sources_command_lists_catalogue():
     assert result.exit_code == 0, result.output
     assert "cn-embassy-ca-zh" in result.output and "中华人民共和国驻加拿大大使馆" in result.output
     assert "[disabled]" in result.output
+
+
+def test_article_exclude_leaves_out_what_a_lookahead_did(tmp_path):
+    """RE2 has no lookahead: `article_exclude` says which URLs matching article_pattern are not releases."""
+    text = GOOD.replace("'/news/\\d{4}/'", "'^http://127.0.0.1:8000/[a-z0-9-]+/$'") + \
+        "article_exclude = '^http://127.0.0.1:8000/(category/|tag/|wp-)'\n"
+    (source,) = load_sources(write(tmp_path, text))
+    assert source.article_re.search("http://127.0.0.1:8000/minister-meets-counterpart/")
+    for url in ("http://127.0.0.1:8000/category/", "http://127.0.0.1:8000/tag/", "http://127.0.0.1:8000/wp-admin/"):
+        assert source.article_re.search(url) is None
+    assert Source.from_row(source.as_row()) == source
+    (plain,) = load_sources(write(tmp_path, GOOD))
+    assert plain.as_row()["article_exclude"] is None and Source.from_row(plain.as_row()) == plain
+
+
+def test_demo_registry_validates(tmp_path):
+    from crawler.demo.server import DEMO_SOURCES
+
+    text = DEMO_SOURCES.read_text(encoding="utf-8")
+    for name in ("gov", "embassy"):
+        text = text.replace(f"{{base_{name}}}", "http://127.0.0.1:8000")
+    sources = load_sources(write(tmp_path, text))
+    assert [s.id for s in sources] == ["demo-gac", "demo-cn-embassy-en", "demo-cn-embassy-zh"]
+    assert all(s.article_re.search("http://127.0.0.1:8000/" + "a" * 40 + "!") is None for s in sources)

@@ -14,8 +14,17 @@ releases are fetched again when the recheck schedule says so, which is how
 edits and removals are noticed. Stats are namespaced per source
 (``pressarchive/<id>/...``) and become the ``crawl_runs`` rows.
 
+Only http(s) URLs of the source's own domains are ever requested, whatever a
+feed, sitemap, listing, API or page links to; :mod:`crawler.ssrf` vets every
+request again (non-public addresses only at the source's own origins,
+redirects within its domains). PDFs linked from a new release are attached, at
+most ``PRESSARCHIVE_MAX_ATTACHMENTS`` per release and
+``PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN`` per source and run: a page linking
+100,000 PDFs must not queue 100,000 downloads ahead of the listing pages.
+
 Settings read: ``ARCHIVE_DB``, ``PRESSARCHIVE_SOURCES``, ``PRESSARCHIVE_BACKFILL``,
-``PRESSARCHIVE_MAX_RECHECKS``.
+``PRESSARCHIVE_MAX_RECHECKS``, ``PRESSARCHIVE_FOLLOW_PDFS``, ``PRESSARCHIVE_MAX_ATTACHMENTS``,
+``PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import html
 import json
 import logging
 import re
+import sys
 from urllib.parse import urlsplit
 
 import scrapy
@@ -38,10 +48,11 @@ from crawler import discovery
 from crawler.clock import now_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.logs import install_filters
-from crawler.ssrf import RefusedAddress
-from crawler.sources import load_sources, select_sources
+from crawler.sources import SourceError, load_sources, select_sources
+from crawler.ssrf import OffsiteRedirect, Refused
 from crawler.state import SourceState, load_state
-from crawler.urls import normalise_url, scheme_twin
+from crawler.throttle import NO_DELAY
+from crawler.urls import is_http_url, normalise_url, scheme_twin
 from pipelines import pdf
 
 logger = logging.getLogger(__name__)
@@ -58,9 +69,7 @@ class ReleasesSpider(scrapy.Spider):
     def __init__(self, sources=None, sources_file=None, ids=None, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if sources is None:
-            registry = load_sources(sources_file or None)
-            wanted = [i for i in (ids or "").split(",") if i]
-            sources = select_sources(registry, wanted, str(sources_file or "bundled catalogue"))
+            sources = _registry_sources(sources_file, ids)
         self.sources = {s.id: s for s in sources}
         self.allowed_domains = sorted({d for s in sources for d in s.allowed_domains})
         self.state: dict[str, SourceState] = {}
@@ -86,6 +95,9 @@ class ReleasesSpider(scrapy.Spider):
         spider.check = crawler.settings.getbool("PRESSARCHIVE_CHECK")  # `sources check`: one sample per source
         spider.sampled = set()
         spider.follow_pdfs = crawler.settings.getbool("PRESSARCHIVE_FOLLOW_PDFS", True)
+        spider.max_attachments = crawler.settings.getint("PRESSARCHIVE_MAX_ATTACHMENTS", 5)
+        spider.attachment_budget = dict.fromkeys(
+            spider.sources, crawler.settings.getint("PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN", 200))
         spider.state = load_state(
             crawler.settings.get("ARCHIVE_DB"), spider.sources, now_iso(),
             crawler.settings.getint("PRESSARCHIVE_MAX_RECHECKS", 1000),
@@ -100,7 +112,7 @@ class ReleasesSpider(scrapy.Spider):
             hosts |= set(source.allowed_domains)
             for host in filter(None, hosts):
                 previous = slots.get(host, {}).get("delay")
-                delay = source.delay if previous is None else max(previous, source.delay)
+                delay = max(source.delay if previous is None else max(previous, source.delay), NO_DELAY)
                 slots[host] = {"delay": delay, "concurrency": 1}
         return slots
 
@@ -180,8 +192,10 @@ class ReleasesSpider(scrapy.Spider):
         request = failure.request
         source_id = request.meta.get("source_id", "?")
         role = request.meta.get("role", "page")
-        if failure.check(RefusedAddress):
-            return  # crawler.ssrf logged it and counted it
+        if failure.check(OffsiteRedirect):
+            return self._offsite_redirect(request, source_id, role)
+        if failure.check(Refused):
+            return None  # crawler.ssrf logged it and counted it
         polite = failure.check(IgnoreRequest) and not failure.check(HttpError) and any(
             word in failure.getErrorMessage() for word in ("robots.txt", "offsite", "uplicate"))
         if polite:
@@ -203,6 +217,26 @@ class ReleasesSpider(scrapy.Spider):
         message = f"could not fetch {role} {request.url}: {reason}"
         self.crawler.stats.set_value(f"pressarchive/{source_id}/last_error", message)
         logger.error("source '%s': %s", source_id, message)
+        return None
+
+    def _offsite_redirect(self, request, source_id, role):
+        """A redirect out of the source's domains, refused by crawler.ssrf (which logged it).
+
+        A known release sent elsewhere is no longer at its address: removed, as when a
+        recheck lands on a page that is not a release. A feed, sitemap, listing or API
+        sent elsewhere is a broken entry point: an error of the run.
+        """
+        first = request.meta["redirect_urls"][0]
+        if request.meta.get("recheck"):
+            status = (request.meta.get("redirect_reasons") or [None])[0]
+            return [ReleaseCheck(source_id, normalise_url(first), "removed", now_iso(),
+                                 status if isinstance(status, int) else None, f"redirected to {request.url}")]
+        if role not in ("release", "attachment"):
+            self._stat(source_id, "errors")
+            self._stat(source_id, "entry_errors")
+            self.crawler.stats.set_value(f"pressarchive/{source_id}/last_error",
+                                         f"{role} {first} redirects off-site to {request.url}")
+        return None
 
     # -- discovery ---------------------------------------------------------
 
@@ -255,8 +289,14 @@ class ReleasesSpider(scrapy.Spider):
                            source.id, role, url, problem)
 
     def _keep(self, source, url) -> bool:
+        """A release URL of this source: http(s), on its domains, matching its article pattern."""
         url = source.canonical(url)
-        return source.allows(url) and bool(source.article_re.search(url))
+        return is_http_url(url) and source.allows(url) and bool(source.article_re.search(url))
+
+    @staticmethod
+    def _follows(source, url) -> bool:
+        """A feed, sitemap or listing URL this source may request: http(s), on its domains."""
+        return is_http_url(url) and source.allows(url)
 
     def _known_since(self, source, url) -> str | None:
         known, url = self.state[source.id].known, normalise_url(source.canonical(url))
@@ -299,7 +339,7 @@ class ReleasesSpider(scrapy.Spider):
                 logger.warning("source '%s': %s names no Sitemap", source.id, response.url)
             self._stat(source.id, "entry_ok")
             for url in urls:
-                if source.allows(url):
+                if self._follows(source, url):
                     yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
             return
         if response.status == 304:
@@ -308,7 +348,7 @@ class ReleasesSpider(scrapy.Spider):
         if body[:2] == b"\x1f\x8b":
             try:
                 body = gunzip(body, max_size=self.crawler.settings.getint("DOWNLOAD_MAXSIZE"))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - zlib, EOF and size errors alike: a broken sitemap
                 self._stat(source.id, "errors")
                 logger.error("source '%s': sitemap %s is not valid gzip: %s", source.id, response.url, exc)
                 return
@@ -324,7 +364,7 @@ class ReleasesSpider(scrapy.Spider):
         for loc, lastmod in sitemap.entries:
             url = response.urljoin(loc)
             if sitemap.kind == "sitemapindex":
-                if source.allows(url):
+                if self._follows(source, url):
                     yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
                 continue
             if not self._keep(source, url):
@@ -370,7 +410,8 @@ class ReleasesSpider(scrapy.Spider):
                 logger.info("source '%s': stopped at %d listing pages (max_pages)", source.id, page)
             return
         for url in links.pages:
-            yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1)
+            if self._follows(source, url):
+                yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1)
 
     # -- JSON APIs and WordPress REST --------------------------------------------
 
@@ -474,7 +515,7 @@ class ReleasesSpider(scrapy.Spider):
                 return None, False
             self.sampled.add(source.id)
         detail = discovery.fill_template(api["detail_url"], entry)
-        if not detail:
+        if not detail or not is_http_url(detail):
             return None, False
         self.requested.add(key)
         return self._request(detail, source, "release", self.parse_json_detail, RELEASE_PRIORITY,
@@ -568,15 +609,42 @@ class ReleasesSpider(scrapy.Spider):
         item.recheck = recheck
         yield item
         if item.content_type != PDF_TYPE and not recheck and self.follow_pdfs:
-            # "Full statement (PDF)": fetched once, when the release is new, and attached to it.
-            # pdf_links parses the whole page on the reactor thread: only when a PDF may be linked.
-            body = response.body.lower()
-            links = pdf.pdf_links(response) if b".pdf" in body or b"application/pdf" in body else []
-            for link in links:
-                if source.allows(link) and not self._keep(source, link) and link not in self.requested:
-                    self.requested.add(link)
-                    yield self._request(link, source, "attachment", self.parse_attachment, RELEASE_PRIORITY,
-                                        parent_url=url)
+            yield from self._attachments(response, source, url)
+
+    def _attachments(self, response, source, url):
+        """Requests for the PDFs a new release links to ("Full statement (PDF)"), within the caps."""
+        # pdf_links parses the whole page on the reactor thread: only when a PDF may be linked.
+        body = response.body.lower()
+        if b".pdf" not in body and b"application/pdf" not in body:
+            return
+        links = pdf.pdf_links(response)
+        room = min(self.max_attachments, self.attachment_budget[source.id])
+        taken = 0
+        for index, link in enumerate(links):
+            if taken >= room:
+                self._attachments_capped(source, url, len(links) - index)
+                return
+            if self._follows(source, link) and not self._keep(source, link) and link not in self.requested:
+                self.requested.add(link)
+                taken += 1
+                self.attachment_budget[source.id] -= 1
+                yield self._request(link, source, "attachment", self.parse_attachment, RELEASE_PRIORITY,
+                                    parent_url=url)
+
+    def _attachments_capped(self, source, url, skipped):
+        """One line per release whose PDFs went over a cap (the run's cap: only where it was reached)."""
+        self._stat(source.id, "attachments_skipped", skipped)
+        if self.attachment_budget[source.id] > 0:
+            self._stat(source.id, "warnings")
+            logger.warning("source '%s': %s links more PDFs than PRESSARCHIVE_MAX_ATTACHMENTS (%d); "
+                           "skipped %d", source.id, url, self.max_attachments, skipped)
+        elif not self.crawler.stats.get_value(f"pressarchive/{source.id}/attachments_run_cap"):
+            self.crawler.stats.set_value(f"pressarchive/{source.id}/attachments_run_cap", url)
+            self._stat(source.id, "warnings")
+            logger.warning("source '%s': PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN (%d) reached at %s: skipped %d "
+                           "PDF links there, and every PDF of later releases in this run",
+                           source.id, self.crawler.settings.getint("PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN", 200),
+                           url, skipped)
 
     def parse_attachment(self, response):
         source = self._source(response)
@@ -635,3 +703,26 @@ def _plain(value) -> str | None:
 def _header(headers, name: bytes) -> str | None:
     value = headers.get(name)
     return value.decode("latin-1") if value else None
+
+
+def _registry_sources(sources_file, ids) -> list:
+    """The sources of ``scrapy crawl releases -a sources_file=FILE -a ids=a,b``.
+
+    A registry problem or an unknown id is one line on stderr and exit code 2, as in
+    ``pressarchive crawl``: raised from here, an exception would end the crawl in a
+    traceback and ``scrapy crawl`` would carry on starting the engine.
+    """
+    where = str(sources_file or "bundled catalogue")
+    try:
+        registry = load_sources(sources_file or None)
+        wanted = [i.strip() for i in (ids or "").split(",") if i.strip()]
+        known = {s.id for s in registry}
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            names = ", ".join(f"'{i}'" for i in unknown)
+            raise SourceError(f"{where}: unknown source id{'s' if len(unknown) > 1 else ''} {names} "
+                              f"(see `pressarchive sources`)")
+        return select_sources(registry, wanted, where)
+    except SourceError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
