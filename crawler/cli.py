@@ -275,6 +275,10 @@ def sources_command(ctx, sources_file, as_json):
     """List and validate the source registry (`sources check` tries the sources live)."""
     if ctx.invoked_subcommand:
         return
+    from collections import Counter
+
+    from crawler.sources import VERIFIED
+
     registry = load_registry(sources_file)
     for source in registry:
         if as_json:
@@ -282,10 +286,13 @@ def sources_command(ctx, sources_file, as_json):
         else:
             state = "" if source.enabled else "  [disabled]"
             click.echo(
-                f"{source.id:<28} {source.kind:<18} {source.country:<4} {','.join(source.languages):<6} {source.name}{state}"
+                f"{source.id:<28} {source.kind:<18} {source.country:<4} {','.join(source.languages):<6} "
+                f"{source.verified:<10} {source.name}{state}"
             )
     if not as_json:
-        click.echo(f"{len(registry)} sources OK ({sources_file or bundled_catalogue()})", err=True)
+        counts = Counter(source.verified for source in registry)
+        evidence = ", ".join(f"{counts[level]} {level}" for level in VERIFIED if counts[level])
+        click.echo(f"{len(registry)} sources OK: {evidence} ({sources_file or bundled_catalogue()})", err=True)
 
 
 def source_json(source) -> dict:
@@ -300,17 +307,23 @@ def source_json(source) -> dict:
 @click.argument("source_ids", nargs=-1)
 @sources_option
 @click.option("--contact", metavar="URL", envvar="PRESSARCHIVE_CONTACT", help="Contact URL for the User-Agent.")
-def sources_check(source_ids, sources_file, contact):
+@click.option("--db", "archive_path", type=click.Path(path_type=Path), default=None,
+              help="Archive whose release dates give each source's usual rhythm, read only "
+                   "(default: ./archive.db when there is one).")
+def sources_check(source_ids, sources_file, contact, archive_path):
     """Fetch each source's discovery endpoints for real and fetch one sample release.
 
     Reports per source: reachable, releases discovered, newest date, and the
     sample's title, date and text length. Exit code 1 when a source looks
-    broken (unreachable, nothing discovered, or a sample without text): run it
-    weekly to learn that a government redesigned its site. Nothing is written
-    to your archive.
+    broken (unreachable, nothing discovered, or a sample without text) or
+    drifts (links that no longer match article_pattern, shown with a few of
+    them; or, with an archive, no release for much longer than the source's
+    usual rhythm): run it weekly to learn that a government redesigned its
+    site. Nothing is written to your archive.
     """
     import tempfile
 
+    from crawler.health import overdue, rhythm_archive
     from crawler.runner import build_settings, run_crawl
 
     registry = load_registry(sources_file)
@@ -318,6 +331,7 @@ def sources_check(source_ids, sources_file, contact):
         selected = select_sources(registry, source_ids, str(sources_file or bundled_catalogue()))
     except SourceError as exc:
         fail(str(exc))
+    archive = rhythm_archive(archive_path)
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "check.db"
         settings = build_settings(db_path, contact=contact, log_level="ERROR",
@@ -333,7 +347,8 @@ def sources_check(source_ids, sources_file, contact):
             if db is not None:
                 sample = next(db.query("select title, published, text, text_status from releases "
                                        "where source_id = ? order by id limit 1", [source.id]), None)
-            problem = _check_problem(run, sample)
+            late = overdue(archive, source.id, [(run or {}).get("newest_seen"), (sample or {}).get("published")])
+            problem = _check_problem(run, sample, late)
             broken += bool(problem)
             discovered = run["discovered"] if run else 0
             newest = (run or {}).get("newest_seen") or (sample or {}).get("published") or "-"
@@ -342,26 +357,37 @@ def sources_check(source_ids, sources_file, contact):
                 length = len(sample["text"] or "")
                 line += f"; sample: {sample['title']!r} ({sample['published'] or 'no date'}, {length:,} chars)"
             click.echo(line)
-            if problem:
-                click.echo(f"{'':<28} {problem}")
+            for text in (problem or "").splitlines():
+                click.echo(f"{'':<28} {text}")
         if db is not None:
             db.close()
+    if archive is not None:
+        archive.close()
     click.echo(f"{len(selected)} sources checked, {broken} broken", err=True)
     sys.exit(EXIT_SOURCE_FAILED if broken else 0)
 
 
-def _check_problem(run, sample) -> str | None:
+def _check_problem(run, sample, late=None) -> str | None:
+    """Why a checked source looks broken or drifting (lines), or None. ``late``: the rhythm
+    verdict of crawler.health.overdue."""
+    from crawler.health import link_drift_lines
+
     if run is None:
         return "not crawled"
     if run["status"] == "failed":
         return run["message"] or "no discovery endpoint answered"
+    drift = link_drift_lines(run.get("drift"), run.get("unmatched_sample"))
     if not run["discovered"]:
+        if drift:
+            return "\n".join([f"reachable, but no release links found: {drift[0]}", *drift[1:]])
         return "reachable, but no release links found (layout or URL scheme changed? check article_pattern)"
+    if drift:
+        return "\n".join(drift)
     if sample is None:
         return run["message"] or "the sample release could not be fetched or had no text"
     if not sample["text"] and sample["text_status"] in (None, "text"):
         return "the sample release has no text"
-    return None
+    return late
 
 
 @cli.command()
@@ -418,7 +444,7 @@ def _extract_page(body: bytes, file: Path, url, charset):
         return analysed.extraction, None
     with decode_notes() as notes:
         result = extraction.extract(body, url, http_charset=charset)
-    for note in dict.fromkeys(notes):
+    for note in [*dict.fromkeys(notes), *result.notes]:
         click.echo(f"Warning: {file}{f' ({url})' if url else ''}: {note}", err=True)
     if not result.text.strip():
         return result, "no main text found (a listing, a JavaScript shell or an error page?)"
@@ -447,6 +473,38 @@ def demo(db_path, serve):
 
         serve_command.main(["--db", str(db_path)], standalone_mode=True)
     sys.exit(code)
+
+
+@cli.command()
+@db_option
+def reindex(db_path):
+    """Bring the archive's search index up to date (after copying in an archive made by an
+    older version; `crawl`, `reextract` and `ingest` keep it up to date themselves).
+
+    `serve` never writes, so an archive whose index is missing or from an older format
+    is served with a warning until this (or a crawl) has run. Resumable: the index is
+    built in batches of their own transactions.
+    """
+    import sqlite3
+
+    from crawler.lock import ArchiveLocked, archive_lock
+    from pipelines.schema import open_archive
+    from pipelines.search_index import ensure_search
+
+    check_db(db_path, write=True)
+    try:
+        with archive_lock(db_path):
+            db = open_archive(db_path)
+            try:
+                ensure_search(db)
+                count = db.execute("select count(*) from releases").fetchone()[0]
+            finally:
+                db.close()
+    except ArchiveLocked as exc:
+        fail(str(exc), EXIT_LOCKED)
+    except sqlite3.Error as exc:
+        fail(f"archive {db_path} could not be re-indexed: {exc}")
+    click.echo(f"search index of {db_path} is up to date ({count:,} releases)")
 
 
 def _register_optional_commands():

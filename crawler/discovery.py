@@ -2,19 +2,30 @@
 
 Pure functions over bytes and Scrapy responses, so each can be unit-tested on
 hand-built input. The spider decides what to request; this module only reads.
+
+It also tells a redesign from a quiet week (:class:`LinkTally`): when a site
+changes its URL scheme, its feed or listing still answers and still links to
+releases, but none of them match the source's ``article_pattern`` any more, so
+the crawl finds nothing and fails nothing. Each entry point (a feed, a sitemap
+with its child sitemaps, a listing with its further pages, an API) counts the
+links it yielded that match and the candidate links that do not, and keeps a
+few of the latter, the ones that look most like releases, as evidence.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from functools import cached_property
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+
+from crawler.sources import MAX_URL_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +157,7 @@ def parse_sitemap(body: bytes) -> SitemapResult | None:
     """A sitemap or sitemap index; None when the body is not a sitemap."""
     try:
         sitemap = Sitemap(body)
-    except Exception:  # lxml raises various errors on non-XML bodies
+    except Exception:  # noqa: BLE001 - lxml raises various errors on non-XML bodies
         return None
     if sitemap.type not in ("sitemapindex", "urlset"):
         return None
@@ -203,11 +214,13 @@ def trs_next_page(page_url: str, html: str) -> str | None:
 class ListingLinks:
     releases: list[tuple[str, str | None]]  # (url, anchor text)
     pages: list[str]
+    others: list[str] = field(default_factory=list)  # links of the source's domains that are neither
 
 
 def listing_links(response, source) -> ListingLinks:
-    """Release links and further listing pages found on one listing page."""
-    releases, pages, seen = [], [], set()
+    """Release links, further listing pages and the other links of the source's domains
+    (navigation, and after a redesign the releases under their new URLs) on one listing page."""
+    releases, pages, others, seen = [], [], [], set()
     article_re, pagination_re = source.article_re, source.pagination_re
     for anchor in response.xpath("//a[@href] | //link[@rel][@href]"):
         href = anchor.attrib.get("href", "").strip()
@@ -226,10 +239,127 @@ def listing_links(response, source) -> ListingLinks:
         if (pagination_re and pagination_re.search(url)) or is_next_link(text, rel):
             if url != response.url and url not in pages:
                 pages.append(url)
+        elif url != response.url and url not in seen and not vetoed(source, url):
+            seen.add(url)
+            others.append(url)
     trs = trs_next_page(response.url, response.text)
     if trs and source.allows(trs) and trs not in pages:
         pages.append(trs)
-    return ListingLinks(releases, pages)
+    return ListingLinks(releases, pages, [url for url in others if url not in pages])
+
+
+def vetoed(source, url: str) -> bool:
+    """``url`` matches ``article_pattern`` but ``article_exclude`` says it is not a release."""
+    pattern = source.article_re
+    return (pattern.exclude is not None and len(url) <= MAX_URL_CHARS and pattern.regex.search(url) is not None
+            and pattern.exclude.search(url) is not None)
+
+
+# -- drift: entry points whose links stopped matching article_pattern ----------------------
+#
+# An entry point drifts when it yielded candidate links but none of them match
+# article_pattern, or almost none: at least DRIFT_MIN_LINKS candidates of which at most
+# DRIFT_MATCH_SHARE match (a redesign that left an old link or two in a sidebar). Candidates are
+# every entry of a feed or API (lists of releases by design) and, on listings and sitemaps,
+# the links that look like one page of content (ARTICLE_*), so that menus, footers and a
+# sitemap's section pages do not dilute the share.
+
+DRIFT_MIN_LINKS = 10
+DRIFT_MATCH_SHARE = 0.1
+DRIFT_SAMPLE = 5  # unmatched URLs kept per entry point and per run, the most release-like first
+ROLES = {"feed": ("in", "feed"), "sitemap": ("in", "sitemap"), "listing": ("on", "listing"),
+         "json_api": ("in", "JSON API"), "wp_rest": ("in", "WordPress API")}
+# Links every page of a site carries whatever its URL scheme (assets, feeds) are never candidates.
+ASSET_RE = re.compile(r"\.(css|js|mjs|json|xml|rss|atom|ico|png|jpe?g|gif|svg|webp|avif|bmp|tiff?|woff2?|ttf|otf"
+                      r"|eot|mp[34]|m4a|webm|avi|mov|zip|gz|rar|7z|exe|dmg)$", re.IGNORECASE)
+ARTICLE_ID_RE = re.compile(r"\d{4,}")  # a date (2026/02, 20260201) or a numeric id, in the path or query
+ARTICLE_SLUG_RE = re.compile(r"[^\W_]+(?:[-_+][^\W_]+){3,}")  # a title made a path: four words or more
+
+
+def article_score(url: str, host: str | None = None) -> int:
+    """How much ``url`` looks like the page of one release: 0 when it does not (a section,
+    the home page, an asset); 2 for a date or numeric id, plus 1 each for a title slug,
+    a path three folders deep and being on ``host`` (the entry point's)."""
+    try:
+        parts = urlsplit(url)
+        url_host = parts.hostname
+    except ValueError:
+        return 0
+    if ASSET_RE.search(parts.path):
+        return 0
+    segments = [segment for segment in parts.path.split("/") if segment]
+    last = segments[-1].rsplit(".", 1)[0] if segments else ""
+    numbered = bool(ARTICLE_ID_RE.search(parts.path) or ARTICLE_ID_RE.search(parts.query))
+    slug = bool(ARTICLE_SLUG_RE.fullmatch(last))
+    if not (numbered or slug):
+        return 0
+    return 2 * numbered + slug + (len(segments) >= 3) + (host is not None and url_host == host)
+
+
+@dataclass
+class LinkTally:
+    """The links one entry point yielded in a run: matched, and candidates that did not match."""
+
+    role: str  # feed, sitemap, listing, json_api, wp_rest
+    url: str  # the entry point: feed, first sitemap or listing page, first API page
+    matched: int = 0
+    unmatched: int = 0
+    sample: list[tuple[int, int, str]] = field(default_factory=list)  # (-score, order, url), best first
+    forgotten: bool = False  # the spider dropped the entry point's validators (see the spider)
+
+    @property
+    def seen(self) -> int:
+        return self.matched + self.unmatched
+
+    @cached_property
+    def host(self) -> str | None:
+        try:
+            return urlsplit(self.url).hostname
+        except ValueError:
+            return None
+
+    def match(self, count: int = 1) -> None:
+        self.matched += count
+
+    def miss(self, url: str) -> None:
+        """A link that does not match article_pattern: a candidate when it may be a release."""
+        score = article_score(url, self.host)
+        if score == 0 and self.role in ("listing", "sitemap"):
+            return  # navigation, a section page, an asset
+        self.unmatched += 1
+        entry = (-score, self.unmatched, url)
+        if len(self.sample) < DRIFT_SAMPLE or entry < self.sample[-1]:
+            self.sample = sorted([*self.sample, entry])[:DRIFT_SAMPLE]
+
+    @property
+    def drifting(self) -> bool:
+        if not self.unmatched:
+            return False
+        return not self.matched or (self.seen >= DRIFT_MIN_LINKS and self.matched <= DRIFT_MATCH_SHARE * self.seen)
+
+    def describe(self, name_url: bool = False) -> str:
+        """``40 links on the listing, none match article_pattern`` (with the entry point's URL
+        when the source has several)."""
+        preposition, name = ROLES.get(self.role, ("in", self.role))
+        where = f"{preposition} {name} {self.url}" if name_url else f"{preposition} the {name}"
+        if self.matched:
+            return f"{self.matched} of {self.seen} links {where} match article_pattern"
+        if self.seen == 1:
+            return f"1 link {where} does not match article_pattern"
+        return f"{self.seen} links {where}, none match article_pattern"
+
+
+def drift_report(tallies, name_urls: bool = False) -> tuple[str | None, list[str]]:
+    """What a run's entry points say: the drift verdict and, as its evidence, up to DRIFT_SAMPLE
+    unmatched URLs of the drifting entry points, the most release-like first; (None, []) when
+    no entry point drifts (the links a healthy source does not want stay out of the log)."""
+    drifting = [t for t in tallies if t.drifting]
+    verdict = "; ".join(t.describe(name_urls) for t in drifting) or None
+    sample = []
+    for _, _, url in sorted(entry for tally in drifting for entry in tally.sample):
+        if url not in sample:
+            sample.append(url)
+    return verdict, sample[:DRIFT_SAMPLE]
 
 
 def json_path(data, path: str | None):

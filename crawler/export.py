@@ -120,6 +120,8 @@ COLUMN_NOTES = {
         "host_country": "Country hosting the site, when it differs.",
         "max_pages": "Crawl limit of listing pages per run.",
         "notes": "Free-text notes on the source.",
+        "article_exclude": "Regular expression: URLs matching article_pattern that are not releases.",
+        "verified": "Public evidence for the entry: confirmed, plausible or unverified.",
     },
     "crawl_runs": {
         "id": "Row id.",
@@ -133,7 +135,13 @@ COLUMN_NOTES = {
         "unchanged": "Releases seen again unchanged.",
         "empty": "Pages with no extractable text.",
         "errors": "Failed requests or pages.",
-        "status": "ok, failed or partial.",
+        "not_stored": "Releases fetched but refused by the archive (a full disk); fetched again next run.",
+        "attachments_skipped": "PDF links not fetched because a per-release or per-run cap was reached.",
+        "links_seen": "Candidate release links seen on the source's feeds, sitemaps, listings and APIs.",
+        "links_unmatched": "Of those, links that did not match article_pattern.",
+        "drift": "Why the source looks redesigned (links stopped matching article_pattern), or empty.",
+        "unmatched_sample": "JSON list of up to 5 unmatched links, most article-like first.",
+        "status": "ok, partial, failed or interrupted.",
         "message": "Error or summary message.",
     },
 }
@@ -863,7 +871,11 @@ def check_query(search: str | None) -> str | None:
     The search box shows no results for it; as a snapshot it would be an
     empty file that looks like "nothing matched", when nothing was asked.
     """
-    if search is not None and search_index.rewrite_query(search) is None:
+    try:
+        nothing = search is not None and search_index.rewrite_query(search) is None
+    except search_index.QueryTooLong as exc:
+        raise ExportError(f"--search: {exc}") from None
+    if nothing:
         raise ExportError(
             f"--search {search!r} has nothing to search for: give a word, a \"phrase\" or word* "
             "(-word only excludes)"

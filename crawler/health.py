@@ -1,17 +1,42 @@
 """Per-source health of an archive: what ``pressarchive status`` prints.
 
 The verdict comes from the ``source_health`` view (so Datasette shows the
-same), plus staleness, which depends on the clock: a source with no
-successful run in ``max_age_hours`` is broken too (cron stopped, or every
-run dies before finishing).
+same), plus what depends on the clock: a source with no successful run in
+``max_age_hours`` is broken (cron stopped, or every run dies before
+finishing), and a source whose releases stopped coming drifts.
+
+Drift is a redesign the crawl does not notice by itself: the site still
+answers, so no run fails. It shows two ways:
+
+- **Links** (in the view, from ``crawl_runs.drift``): the last run's feed,
+  sitemap, listing or API yielded links, but none or almost none match
+  ``article_pattern`` (the rule is in :mod:`crawler.discovery`). ``status``
+  shows the verdict and a few of the unmatched links, the most release-like
+  first, so the new URL scheme is in front of you on the first run.
+- **Rhythm** (here): the newest release is far older than the source's usual
+  gap between releases. The rhythm is the median gap between the newest
+  :data:`RHYTHM_DAYS` distinct publication days of its releases in the
+  archive; the source drifts when, at its last run, its newest release was
+  more than ``max(RHYTHM_FLOOR_DAYS, RHYTHM_FACTOR x rhythm)`` days old. Fewer
+  than :data:`RHYTHM_MIN_DAYS` publication days give no verdict (a new
+  source, an occasional publisher). Distinct days, not releases, so that a
+  ministry publishing five releases a day, or a monthly batch, is measured
+  by its days: five releases on one day are not five zero-day gaps. The
+  floor keeps a daily publisher's holiday fortnight quiet.
+
+Both make ``status`` exit 1, as broken sources do.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
+from statistics import median
 
 import click
 import sqlite_utils
@@ -19,15 +44,95 @@ import sqlite_utils
 from crawler.clock import iso, now
 from pipelines.schema import open_archive
 
+RHYTHM_DAYS = 20  # publication days (the newest) the usual gap is measured over
+RHYTHM_MIN_DAYS = 5  # fewer: no rhythm, so no verdict
+RHYTHM_FACTOR = 5  # late when the newest release is older than this many usual gaps...
+RHYTHM_FLOOR_DAYS = 14  # ... and older than this many days
+SAMPLES_SHOWN = 3  # unmatched links printed per drifting source
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    """How often a source publishes, from the publication dates in the archive."""
+
+    newest: date  # newest publication day
+    gap: float  # median days between consecutive publication days
+    days: int  # publication days the median was taken over
+
+    @property
+    def limit(self) -> float:
+        return max(RHYTHM_FLOOR_DAYS, RHYTHM_FACTOR * self.gap)
+
+    def late(self, at: date, newest: date | None = None) -> int | None:
+        """Days since the newest release when that is past the limit at ``at``, else None.
+        ``newest``: a newer release seen elsewhere (a live check's feed dates)."""
+        newest = max(self.newest, newest) if newest else self.newest
+        age = (at - newest).days
+        return age if age > self.limit else None
+
+    def explain(self, at: date, newest: date | None = None) -> str:
+        newest = max(self.newest, newest) if newest else self.newest
+        return (f"newest release {newest.isoformat()} is {(at - newest).days} days old at "
+                f"{at.isoformat()}; it usually publishes every {self.gap:g} days (median of its last "
+                f"{self.days} publication days), so a release was due within {self.limit:g} days")
+
+
+def _day(value) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def release_rhythm(db, source_id: str, at: date) -> Rhythm | None:
+    """The rhythm of ``source_id`` from the releases published on or before ``at`` (dates in
+    the future of the run are errors of a page, not news); None with too few publication days.
+    ``db``: a sqlite_utils Database or a sqlite3 connection to the archive."""
+    rows = db.execute(
+        "select published from releases where source_id = ? and published <= ? "
+        "group by published order by published desc limit ?",
+        [source_id, at.isoformat() + "\uffff", RHYTHM_DAYS * 2],
+    ).fetchall()
+    days = sorted({d for d in (_day(published) for (published,) in rows) if d and d <= at}, reverse=True)
+    days = days[:RHYTHM_DAYS]
+    if len(days) < RHYTHM_MIN_DAYS:
+        return None
+    gaps = [(newer - older).days for newer, older in pairwise(days)]
+    return Rhythm(days[0], median(gaps), len(days))
+
 
 def source_health(db, max_age_hours: float) -> list[dict]:
     cutoff = iso(now() - timedelta(hours=max_age_hours))
     rows = []
     for row in db.query("select * from source_health"):
+        row["details"] = []
         if row["health"] in ("ok", "interrupted") and (row["last_success"] or "") < cutoff:
             row["health"] = f"broken: no successful run in {max_age_hours:g} h"
+        elif row["health"].startswith("drift"):
+            row["details"] = link_drift_lines(row.get("last_drift"), row.get("last_unmatched_sample"))
+        elif row["health"] in ("ok", "interrupted"):
+            at = _day(row["last_run"])
+            rhythm = release_rhythm(db, row["source_id"], at) if at else None
+            late = rhythm.late(at) if rhythm else None
+            if late is not None:
+                row["health"] = f"drift: no release for {late} d (usually {rhythm.gap:g} d)"
+                row["details"] = [f"DRIFT: {rhythm.explain(at)}"]
         rows.append(row)
     return rows
+
+
+def link_drift_lines(verdict: str | None, sample_json: str | None) -> list[str]:
+    """``DRIFT: 40 links on the listing, none match article_pattern; e.g. URL`` and a few more URLs."""
+    if not verdict or verdict == "0":  # 0: the store's value for a stat never set
+        return []
+    try:
+        sample = [url for url in json.loads(sample_json or "[]") if isinstance(url, str)]
+    except ValueError:
+        sample = []
+    sample = sample[:SAMPLES_SHOWN]
+    lines = [f"DRIFT: {verdict}" + (f"; e.g. {sample[0]}" if sample else "")]
+    lines += [f"       also {url}" for url in sample[1:]]
+    return lines
 
 
 def open_for_status(db_path: Path) -> sqlite_utils.Database:
@@ -45,7 +150,9 @@ def open_for_status(db_path: Path) -> sqlite_utils.Database:
 @click.option("--max-age", "max_age_hours", type=float, default=72, show_default=True,
               help="Hours without a successful run after which a source counts as broken.")
 def status_command(db_path, max_age_hours):
-    """Per-source health; exit code 1 when any source looks broken (for cron mail and monitoring)."""
+    """Per-source health; exit code 1 when any source looks broken or drifting (for cron mail and
+    monitoring). Drifting: its links no longer match article_pattern, or its releases stopped
+    coming at its usual rhythm."""
     from crawler.cli import check_db, fail
 
     check_db(db_path, write=False)
@@ -64,8 +171,47 @@ def status_command(db_path, max_age_hours):
             f"{row['source_id']:<28} {row['health']:<44} {row['last_run'] or '-':<21} "
             f"{row['last_success'] or '-':<21} {row['last_new_release'] or '-':<21} {row['releases']:>8}"
         )
+        for line in row["details"]:
+            click.echo(f"{'':<28} {line}")
         if row["health"].startswith("broken") and row["last_message"]:
             click.echo(f"{'':<28} last error: {row['last_message']}")
     broken = [r for r in rows if r["health"].startswith("broken")]
-    click.echo(f"{len(rows)} sources, {len(broken)} broken", err=True)
-    raise SystemExit(1 if broken else 0)
+    drifting = [r for r in rows if r["health"].startswith("drift")]
+    click.echo(f"{len(rows)} sources, {len(broken)} broken, {len(drifting)} drifting", err=True)
+    raise SystemExit(1 if broken or drifting else 0)
+
+
+# -- `pressarchive sources check` -----------------------------------------------------------
+
+
+def rhythm_archive(db_path: Path | None) -> sqlite3.Connection | None:
+    """The archive ``sources check`` takes the sources' rhythm from, opened read-only: ``--db``
+    (exit 2 when it is not a usable archive), else ./archive.db when there is one, else None."""
+    from crawler.cli import check_db, db_problem, fail, read_only_connection
+
+    if db_path is not None:
+        check_db(db_path, write=False)
+    else:
+        db_path = Path("archive.db")
+        if not db_path.is_file() or db_problem(db_path, write=False, create=False):
+            return None
+    try:
+        return read_only_connection(db_path)
+    except sqlite3.Error as exc:
+        fail(f"cannot read --db {db_path}: {exc}")
+
+
+def overdue(conn, source_id: str, seen=()) -> str | None:
+    """``DRIFT: newest release ...`` when ``source_id``'s releases are overdue now for its rhythm in
+    the archive ``conn``; ``seen``: publication dates a live check just found (newer is fine)."""
+    if conn is None:
+        return None
+    at = now().date()
+    try:
+        rhythm = release_rhythm(conn, source_id, at)
+    except sqlite3.Error:
+        return None  # an archive without releases yet
+    newest = max((d for d in map(_day, filter(None, seen)) if d and d <= at), default=None)
+    if rhythm is None or rhythm.late(at, newest) is None:
+        return None
+    return f"DRIFT: {rhythm.explain(at, newest)}"

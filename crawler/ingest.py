@@ -23,11 +23,14 @@ from crawler.distributed import ITEMS_KEY, PROCESSING_KEY, connect
 from crawler.items import EntryFetch
 from crawler.sources import Source
 from pipelines.queue import decode
+from pipelines.schema import CRAWL_RUNS_COLUMNS
 from pipelines.store import RUN_COUNTS, ArchiveWriter, run_status
 
 logger = logging.getLogger(__name__)
 
 OUTCOMES = ("new", "changed", "unchanged", "removed", "restored")
+# Worker stats that are text (the drift verdict and sample): NULL, not 0, when a worker has none.
+TEXT_STATS = tuple(key for key in RUN_COUNTS if CRAWL_RUNS_COLUMNS.get(key) is str)
 
 
 class Ingester:
@@ -101,7 +104,8 @@ class Ingester:
             if source_id not in rows:
                 continue
             stored = self.writer.db["crawl_runs"].get(rows[source_id])
-            counts = {key: stats.get(key) or stored.get(key) or 0 for key in RUN_COUNTS}
+            counts = {key: stats.get(key) or stored.get(key) or (None if key in TEXT_STATS else 0)
+                      for key in RUN_COUNTS}
             for key in OUTCOMES:
                 counts[key] = stored.get(key) or 0
             # Only the seeding worker fetches entry points; the others cannot fail at them.

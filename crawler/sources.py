@@ -77,6 +77,7 @@ KEYS = {
     "date_from_url": (str, False),  # regex: 8 digits YYYYMMDD, or named groups y, m, d
     "host_aliases": (dict, False),  # alias host -> canonical host
     "statement_types": (dict, False),  # URL regex -> statement type
+    "verified": (str, False),  # how far public evidence backs the entry: one of VERIFIED
 }
 LIST_OF_TABLES = {"json_api"}
 STATEMENT_TYPES = ("press_release", "statement", "readout", "speech", "joint_statement", "press_conference",
@@ -87,6 +88,11 @@ JSON_API_KEYS = {
     "total_field": str, "detail_url": str, "detail_body": str, "detail_title": str, "detail_date": str,
 }
 SELECTOR_KEYS = ("title", "date", "body", "remove")
+# ``verified``: confirmed = a discovery URL and release URLs of the entry were seen in public pages or
+# public code; plausible = one of them was seen, the rest follows the site family's convention;
+# unverified = nothing specific to the entry was seen (the default: a claim must be earned).
+VERIFIED = ("confirmed", "plausible", "unverified")
+DEFAULT_VERIFIED = "unverified"
 ELEMENT_SELECTORS = ("body", "remove")  # kept or dropped as nodes: no ::text or ::attr()
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -208,6 +214,7 @@ class Source:
     host_aliases: dict = field(default_factory=dict)
     statement_types: dict = field(default_factory=dict)
     article_exclude: str | None = None
+    verified: str = DEFAULT_VERIFIED
 
     @property
     def endpoint_urls(self) -> list[str]:
@@ -401,6 +408,8 @@ def _validate(entry: dict, where: str, index: int) -> Source:
     _check_page_count(entry.get("max_pages", DEFAULT_MAX_PAGES), "max_pages", fail)
     if "host_country" in entry and not COUNTRY_RE.match(entry["host_country"]):
         fail("host_country", "expected an ISO 3166 alpha-2 code")
+    if entry.get("verified", DEFAULT_VERIFIED) not in VERIFIED:
+        fail("verified", f"'{_shown(entry['verified'], 40)}' is not one of {', '.join(VERIFIED)}")
 
     values = {k: v for k, v in entry.items() if k in KEYS}
     values.update(allowed_domains=[d.lower() for d in domains], delay=float(delay),

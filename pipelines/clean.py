@@ -29,7 +29,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
+from datetime import date, datetime
 
 import re2
 from scrapy import signals
@@ -100,6 +100,7 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
         raise NoText("JavaScript-only page (no text without running its scripts)")
     title = result.title or hints.get("title")
     notes = [str(note) for note in dict.fromkeys(decoding)] if content_type not in PDF_TYPES else []
+    notes += getattr(result, "notes", None) or []
     if title and len(title) > MAX_TITLE_CHARS:
         notes.append(f"title of {len(title)} characters cut to {MAX_TITLE_CHARS}")
         title = shorten(title, MAX_TITLE_CHARS)
@@ -170,7 +171,16 @@ def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dic
     elif hints.get("date_from_url") and result.date_source not in ("meta", "json-ld", "feed"):
         found = url_date(hints["date_from_url"], url)
         if found and found <= when.date():
-            result.published, result.date_source = found.isoformat(), "url"
+            printed = date.fromisoformat(result.page_date) if result.page_date else None
+            if printed and abs((printed - found).days) > dates.URL_DATE_TOLERANCE_DAYS:
+                # A re-stamped archive (PRC MFA's 2024 migration): the page's own date wins.
+                result.published, result.date_source = result.page_date, result.page_date_source
+                note = (f"the URL says {found.isoformat()} but the page prints {result.page_date} "
+                        f"({result.page_date_source}); the page's date is kept")
+                if note not in result.notes:
+                    result.notes.append(note)
+            else:
+                result.published, result.date_source = found.isoformat(), "url"
     return result
 
 

@@ -7,7 +7,9 @@ Sources, strongest first (the order :func:`find_published` tries them):
              ``DC.date.issued``, ``itemprop=datePublished`` ... (never ``modified``);
              generic tags (``dcterms.date``, ``DC.date``, ``date``) only after ``time``
 ``json-ld``  ``"datePublished"`` in a JSON-LD block
-``url``      a full date in the URL: ``/2017/06/22/``, ``2017-06-22``, ``t20170622_``
+``url``      a full date in the URL: ``/2017/06/22/``, ``2017-06-22``, ``t20170622_``; unless
+             the page prints a date (``time``, ``text``) more than 3 days away, which then
+             wins (a re-stamped migrated archive), with a note naming both
 ``feed``     a hint from the crawl: the RSS/Atom entry's date
 ``time``     ``<time datetime>`` in the article, or next to the headline
 ``listing``  a hint from the crawl: the date shown beside the link on a listing page
@@ -33,6 +35,8 @@ from lxml import etree
 logger = logging.getLogger(__name__)
 
 MIN_DATE = date(1990, 1, 1)
+# A URL date more than this many days from the date printed in the page loses to it.
+URL_DATE_TOLERANCE_DAYS = 3
 
 # Lowercased meta name/property values that name a publication (not modification) date,
 # strongest first.
@@ -308,8 +312,29 @@ class DateFinder:
             return None
         return self._ok(parse_date_value(str(hints.get("date") or "")))
 
-    def best(self, hints: dict | None = None) -> tuple[str | None, str | None]:
-        """(YYYY-MM-DD, date_source) of the strongest candidate, or (None, None)."""
+    def printed(self) -> tuple[date, str] | None:
+        """The date printed in the page itself (``<time>``, then the visible text) and its source."""
+        for source, finder in (("time", self.from_time_element), ("text", self.from_text)):
+            found = finder()
+            if found:
+                return found, source
+        return None
+
+    def url_or_printed(self, url_date: date, notes: list | None = None) -> tuple[date, str]:
+        """A date found in the URL, unless the page prints a date more than
+        URL_DATE_TOLERANCE_DAYS away: sites re-stamp migrated archives (PRC MFA's 2024 move
+        re-issued 2022 items under ``202405/t20240530_``), and the page keeps the real date."""
+        printed = self.printed()
+        if printed and abs((printed[0] - url_date).days) > URL_DATE_TOLERANCE_DAYS:
+            if notes is not None:
+                notes.append(f"the URL says {url_date.isoformat()} but the page prints {printed[0].isoformat()} "
+                             f"({printed[1]}); the page's date is kept")
+            return printed
+        return url_date, "url"
+
+    def best(self, hints: dict | None = None, notes: list | None = None) -> tuple[str | None, str | None]:
+        """(YYYY-MM-DD, date_source) of the strongest candidate, or (None, None). ``notes``
+        gets a line when a URL date lost to the date printed in the page."""
         steps = (
             ("meta", self.from_meta),
             ("json-ld", self.from_json_ld),
@@ -325,12 +350,15 @@ class DateFinder:
         for source, finder in steps:
             found = finder()
             if found:
+                if source == "url":
+                    found, source = self.url_or_printed(found, notes)
                 return found.isoformat(), source
         return None, None
 
 
 def find_published(tree, url: str | None, *, fetched_at: datetime, hints: dict | None = None,
-                   language: str | None = None, headline: str | None = None) -> tuple[str | None, str | None]:
+                   language: str | None = None, headline: str | None = None,
+                   notes: list | None = None) -> tuple[str | None, str | None]:
     """Publication date (YYYY-MM-DD) and its source for a parsed page; see the module docstring."""
     finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=headline)
-    return finder.best(hints)
+    return finder.best(hints, notes)

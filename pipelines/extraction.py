@@ -38,7 +38,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urljoin
 
@@ -46,7 +46,7 @@ import trafilatura
 from lxml import etree
 from trafilatura.utils import load_html
 
-from pipelines.dates import find_published
+from pipelines.dates import DateFinder
 from pipelines.encoding import decode_html
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,9 @@ LANGUAGE_SAMPLE = 3000
 HAN_SAMPLE_CHARS = 200
 
 
+INTERNAL_FIELDS = ("notes", "page_date", "page_date_source")
+
+
 @dataclass
 class Extraction:
     """What the archive stores about one page's content.
@@ -218,9 +221,17 @@ class Extraction:
     language: str | None
     encoding: str
     canonical_url: str | None
+    # Lines for the crawl's log (e.g. a URL date that lost to the date printed in the page).
+    notes: list = field(default_factory=list)
+    # The date printed in the page itself and its source (``time``/``text``), when asked for
+    # (``hints["date_from_url"]``): a source's URL date is checked against it (pipelines/clean.py).
+    page_date: str | None = None
+    page_date_source: str | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The documented fields (``pressarchive extract`` prints them); notes and the printed
+        date are for the crawl's checks and log, not part of the record."""
+        return {k: v for k, v in asdict(self).items() if k not in INTERNAL_FIELDS}
 
 
 # --- text helpers used for hashing and counting ------------------------------------------
@@ -792,6 +803,12 @@ def extract(
     title = find_title(tree, (hints or {}).get("title"))
     text = main_text(tree, url)
     language = detect_language(tree, text, title, languages)
-    published, date_source = find_published(tree, url, fetched_at=fetched_at, hints=hints, language=language,
-                                            headline=title)
-    return Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url))
+    notes: list[str] = []
+    finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=title)
+    published, date_source = finder.best(hints, notes)
+    result = Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url), notes)
+    if (hints or {}).get("date_from_url"):
+        printed = finder.printed()
+        if printed:
+            result.page_date, result.page_date_source = printed[0].isoformat(), printed[1]
+    return result

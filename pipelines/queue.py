@@ -4,7 +4,8 @@ Used instead of the store pipeline by distributed workers (``crawl --redis``).
 Each message is JSON: ``{"type": ..., "run_id": ..., "data": {...}}`` with
 types ``run_started`` (the worker's sources), ``release``, ``check``,
 ``entry`` (HTTP validators) and ``run_finished`` (the worker's per-source
-counts). Raw bodies are not sent: the worker's WARC files keep them.
+counts, and the drift verdict and sample of the entry points it read). Raw
+bodies are not sent: the worker's WARC files keep them.
 ``pressarchive ingest`` (crawler/ingest.py) reads the list.
 """
 
@@ -22,7 +23,7 @@ from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 TYPES = {ReleaseItem: "release", ReleaseCheck: "check", EntryFetch: "entry"}
 CLASSES = {name: cls for cls, name in TYPES.items()}
 WORKER_STATS = ("requests", "errors", "empty", "not_modified", "rechecked", "discovered", "warc_bytes", "entry_ok",
-                "refused", "warnings")
+                "refused", "warnings", "links_seen", "links_unmatched", "drift", "unmatched_sample")
 
 
 def encode(item, run_id: str) -> str:

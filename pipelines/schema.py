@@ -36,6 +36,7 @@ SOURCES_COLUMNS = {
     "date_from_url": str,
     "host_aliases": str,  # JSON
     "statement_types": str,  # JSON
+    "verified": str,  # confirmed / plausible / unverified: public evidence for the entry
 }
 
 RELEASES_COLUMNS = {
@@ -154,6 +155,11 @@ CRAWL_RUNS_COLUMNS = {
     "attachments_skipped": int,  # PDF links not fetched: PRESSARCHIVE_MAX_ATTACHMENTS(_PER_RUN) reached
     "not_stored": int,  # releases fetched but refused by the archive (a full disk): fetched again next run
     "newest_seen": str,  # newest publication date announced by feeds and APIs in this run
+    # Drift (crawler/discovery.py LinkTally): links of feeds, sitemaps, listings and APIs this run.
+    "links_seen": int,  # candidate release links read on entry points, matching article_pattern or not
+    "links_unmatched": int,  # ... of them, those that do not match (article_exclude'd links are not candidates)
+    "drift": str,  # NULL, or why the links look like a redesign: "40 links on the listing, none match article_pattern"
+    "unmatched_sample": str,  # with drift: JSON list of up to 5 unmatched links, the most release-like first
     "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }
@@ -241,7 +247,9 @@ VIEWS = {
                 order by m.at desc limit 1) as detail, r.id as release_id
         from releases r where r.status = 'removed'
         order by r.removed_at desc""",
-    # One row per source: the health verdict `pressarchive status` prints (it adds staleness).
+    # One row per source: the health verdict `pressarchive status` prints (it adds staleness and the
+    # release rhythm, which depend on the clock: crawler/health.py). 'drift' comes from the last run's
+    # links (crawl_runs.drift): the site answers, but its links no longer match article_pattern.
     "source_health": """
         with last as (
             select c.* from crawl_runs c
@@ -257,6 +265,9 @@ VIEWS = {
                     and c.id > coalesce((select max(id) from crawl_runs c2 where c2.source_id = s.id
                                          and c2.status in ('ok', 'partial')), 0)) as consecutive_failures,
                    last.discovered as last_discovered, last.not_modified as last_not_modified,
+                   last.links_seen as last_links_seen, last.links_unmatched as last_links_unmatched,
+                   -- the store writes 0 for a stat never set (a run aborted before the spider opened)
+                   nullif(last.drift, '0') as last_drift, nullif(last.unmatched_sample, '0') as last_unmatched_sample,
                    (select count(*) from releases r where r.source_id = s.id) as releases,
                    (select count(*) from releases r where r.source_id = s.id and r.status = 'removed') as removed,
                    last.message as last_message
@@ -267,6 +278,7 @@ VIEWS = {
                  when last_run is null then 'never crawled'
                  when consecutive_failures > 0 then 'broken: ' || consecutive_failures
                       || ' failed run(s) in a row'
+                 when last_drift is not null then 'drift: links do not match article_pattern'
                  when last_status in ('ok', 'partial') and coalesce(last_discovered, 0) = 0
                       and coalesce(last_not_modified, 0) = 0 and releases > 0
                       then 'broken: found no releases (layout change?)'

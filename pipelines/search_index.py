@@ -162,14 +162,46 @@ def _fts_string(term: str, prefix: bool = False) -> str | None:
 QUERY_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CHARS}])\\s+(?=[{CJK_CHARS}])")
 
+# Bounds of what a user may type (the search box, the ranked search, ``export --search``).
+# Every word or phrase is one more doclist FTS5 reads and one more term bm25() scores for each
+# match: at a million releases 16 common words took 1.9 s to count and 12 s to rank, and 4 KB
+# of "a a a ..." tied up a server thread for minutes. A statement's sentence is one quoted
+# phrase: 99% of the development corpus's sentences are under 370 characters (English) and
+# 180 (Chinese), so 1,000 characters hold any sentence and 32 words or phrases any real query.
+QUERY_MAX_CHARS = 1000
+QUERY_MAX_TERMS = 32
+
+
+class QueryTooLong(ValueError):
+    """A search over :data:`QUERY_MAX_CHARS` or :data:`QUERY_MAX_TERMS`; the message is for the user."""
+
+
+def check_query_size(q: str) -> None:
+    """Raise :class:`QueryTooLong` for a query past the bounds (counted after NFKC, which
+    can make one character eighteen)."""
+    # (a query far too long is refused before normalising it: NFKC of megabytes takes a while)
+    size = len(q) if len(q) > 4 * QUERY_MAX_CHARS else len(unicodedata.normalize("NFKC", q))
+    if size > QUERY_MAX_CHARS:
+        raise QueryTooLong(
+            f"the search is {size:,} characters long; at most {QUERY_MAX_CHARS:,} are searched: "
+            "shorten it to its most telling words or a phrase")
+    terms = sum(1 for m in QUERY_TOKEN.finditer(q) if m.group(3) != "OR")
+    if terms > QUERY_MAX_TERMS:
+        raise QueryTooLong(
+            f"the search has {terms} words or phrases; at most {QUERY_MAX_TERMS} are searched: "
+            'drop the least telling ones, or put a passage in "quotes" to search it as one phrase')
+
 
 def rewrite_query(q: str) -> str | None:
     """Turn what a user typed into an FTS5 MATCH expression for releases_fts.
 
     Words are ANDed; ``"quoted phrases"``; ``OR`` between two terms; ``-word``
     excludes; ``word*`` is a prefix search. Returns None when nothing in
-    ``q`` is searchable (callers then match nothing).
+    ``q`` is searchable (callers then match nothing). Raises :class:`QueryTooLong`
+    past the bounds. A word or phrase given twice is searched once (AND and NOT
+    are idempotent): FTS5 would read its doclist, and bm25() score it, twice.
     """
+    check_query_size(q or "")
     clauses: list[str] = []  # positive clauses, ANDed
     excluded: list[str] = []
     pending_or = False
@@ -197,6 +229,7 @@ def rewrite_query(q: str) -> str | None:
         pending_or = False
     if not clauses:
         return None
+    clauses, excluded = list(dict.fromkeys(clauses)), list(dict.fromkeys(excluded))
     match = " AND ".join(clauses)
     if excluded and len(clauses) > 1:
         match = f"({match})"
@@ -212,7 +245,8 @@ def user_match(q: str | None) -> str:
     """The FTS5 MATCH expression for what a user typed, restricted to title and text.
 
     The search box's query language (see :func:`rewrite_query`); a query with
-    nothing searchable in it matches nothing.
+    nothing searchable in it matches nothing; one past the bounds raises
+    :class:`QueryTooLong`.
     """
     user = rewrite_query(q or "")
     return NO_MATCH if user is None else f"{{title text}} : ({user})"
@@ -446,7 +480,7 @@ def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
         row["release_id"]: row
         for row in db.query(f"select * from {PENDING_TABLE}")
     }
-    ids = sorted(set(int(i) for i in release_ids) | set(pending))
+    ids = sorted({int(i) for i in release_ids} | set(pending))
     inserts = []  # (fts rowid, release id, values)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

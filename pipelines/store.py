@@ -51,10 +51,12 @@ CLEANED_FIELDS = (
     "title", "published", "date_source", "language", "text", "word_count", "content_hash",
     "canonical_url", "encoding", "extractor", "etag", "last_modified", "text_status", "pages",
 )
-# Counted by the crawl (stats) and by the writer; together they make a crawl_runs row.
+# Counted by the crawl (stats) and by the writer; together they make a crawl_runs row. The
+# last two are not counts but the spider's drift verdict and sample (text, see
+# crawler/discovery.py LinkTally), which it starts at None so that a run without drift stores NULL.
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
               "not_modified", "rechecked", "discovered", "warc_bytes", "refused", "warnings", "not_stored",
-              "attachments_skipped")
+              "attachments_skipped", "links_seen", "links_unmatched", "drift", "unmatched_sample")
 
 
 # The writer's own automatic checkpoint, a fallback (see Checkpointer): above the WAL one bulk

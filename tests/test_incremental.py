@@ -242,7 +242,8 @@ def test_lock_and_status_exit_codes(tmp_path, site):
     mock = next(line for line in stale.stdout.splitlines() if line.startswith("mock-gov"))
     assert "broken: no successful run in 72 h" in mock
     missing = run(["status", "--db", "nope.db"], tmp_path)
-    assert missing.returncode == 2 and "no archive at nope.db" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        "Error: archive not found: nope.db (run `pressarchive crawl --db nope.db` first, or pass --db PATH)"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

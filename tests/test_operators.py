@@ -571,6 +571,10 @@ delay = 0
     assert row["encoding"] == "gb18030" and row["title"] == "驻加拿大使馆发言人就边境贸易问题答记者问"
     assert_mixed_page_text(row["text"])
     conn.close()
+    # The crawl's log says what decoding repaired, with the source and the URL (one line).
+    logged = [line for line in crawled.stderr.splitlines() if "undecodable bytes replaced" in line]
+    assert len(logged) == 1 and "zh-embassy-mixed" in logged[0] and row["url"] in logged[0], crawled.stderr[-2000:]
+    assert "gb18030" in logged[0] and "3 undecodable bytes replaced" in logged[0]
     # Re-extraction from the raw capture says what decoding repaired, naming the release and its URL.
     again = run("reextract", "--db", "archive.db", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -14,6 +14,14 @@ releases are fetched again when the recheck schedule says so, which is how
 edits and removals are noticed. Stats are namespaced per source
 (``pressarchive/<id>/...``) and become the ``crawl_runs`` rows.
 
+Drift (a redesign that moved the releases to URLs ``article_pattern`` no
+longer matches) is counted per entry point (:class:`crawler.discovery.LinkTally`)
+and recorded in the run: ``links_seen``, ``links_unmatched``, ``drift`` (the
+verdict, NULL when no entry point drifts) and ``unmatched_sample``. An entry
+point that drifts keeps no HTTP validators, so every run reads it in full and
+reports the drift again until the registry or the site is fixed; a 304 would
+otherwise make a broken source look quiet from its second run on.
+
 Only http(s) URLs of the source's own domains are ever requested, whatever a
 feed, sitemap, listing, API or page links to; :mod:`crawler.ssrf` vets every
 request again (non-public addresses only at the source's own origins,
@@ -29,6 +37,7 @@ Settings read: ``ARCHIVE_DB``, ``PRESSARCHIVE_SOURCES``, ``PRESSARCHIVE_BACKFILL
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -74,6 +83,7 @@ class ReleasesSpider(scrapy.Spider):
         self.allowed_domains = sorted({d for s in sources for d in s.allowed_domains})
         self.state: dict[str, SourceState] = {}
         self.requested: set[str] = set()  # release URLs queued in this run
+        self.links: dict[str, dict[str, discovery.LinkTally]] = {}  # source id -> entry point -> its links
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -102,6 +112,7 @@ class ReleasesSpider(scrapy.Spider):
             crawler.settings.get("ARCHIVE_DB"), spider.sources, now_iso(),
             crawler.settings.getint("PRESSARCHIVE_MAX_RECHECKS", 1000),
         )
+        crawler.signals.connect(spider._open_drift_stats, signal=signals.spider_opened)
         return spider
 
     def _download_slots(self, settings) -> dict:
@@ -281,6 +292,52 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "not_modified")
         return fetched
 
+    def _open_drift_stats(self, spider=None):
+        """Text, not counts: NULL in crawl_runs unless a link misses (the store reads 0 for unset stats)."""
+        for source_id in self.sources:
+            for key in ("drift", "unmatched_sample"):
+                self.crawler.stats.set_value(f"pressarchive/{source_id}/{key}", None)
+
+    def _tally(self, response, source, role) -> discovery.LinkTally:
+        """The links of the entry point ``response`` belongs to (its further pages carry ``entry``)."""
+        root = response.meta.get("entry") or response.meta.get("redirect_urls", [response.url])[0]
+        tallies = self.links.setdefault(source.id, {})
+        if root not in tallies:
+            tallies[root] = discovery.LinkTally(role, root)
+        return tallies[root]
+
+    def _miss(self, source, tally, url) -> None:
+        """A link of an entry point that is not a release of this source (unless article_exclude
+        says so on purpose): evidence of drift."""
+        if is_http_url(url) and not discovery.vetoed(source, source.canonical(url)):
+            tally.miss(url)
+
+    def _links_read(self, source, tally, fetched):
+        """After an entry page: the run's link counts, drift verdict and sample go to the stats,
+        then the page's validators, or none when its entry point drifts (see the module doc)."""
+        tallies = self.links[source.id].values()
+        verdict, sample = discovery.drift_report(tallies, name_urls=len(source.endpoint_urls) > 1)
+        stats = self.crawler.stats
+        stats.set_value(f"pressarchive/{source.id}/links_seen", sum(t.seen for t in tallies))
+        stats.set_value(f"pressarchive/{source.id}/links_unmatched", sum(t.unmatched for t in tallies))
+        stats.set_value(f"pressarchive/{source.id}/drift", verdict)
+        stats.set_value(f"pressarchive/{source.id}/unmatched_sample",
+                        json.dumps(sample, ensure_ascii=False) if sample else None)
+        if not tally.drifting:
+            yield fetched
+            return
+        yield dataclasses.replace(fetched, etag=None, last_modified=None)
+        if fetched.url != tally.url and not tally.forgotten:
+            tally.forgotten = True  # the entry point itself (a sitemap index, the first listing page)
+            yield dataclasses.replace(fetched, url=tally.url, etag=None, last_modified=None)
+
+    def closed(self, reason):
+        for source_id, tallies in self.links.items():
+            verdict, sample = discovery.drift_report(tallies.values())
+            if verdict:
+                logger.warning("source '%s': drift: %s (e.g. %s); check article_pattern", source_id, verdict,
+                               ", ".join(sample[:3]))
+
     def _warn_malformed(self, source, role, url, body):
         problem = discovery.xml_error(body)
         if problem:
@@ -309,13 +366,17 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "entry_errors")
             logger.error("source '%s': feed %s is not RSS or Atom (check `feeds` in the registry)", source.id, response.url)
             return
-        yield self._entry_fetched(response, source)
+        fetched = self._entry_fetched(response, source)
         if response.status == 304:
+            yield fetched
             return
         self._warn_malformed(source, "feed", response.url, response.body)
+        tally = self._tally(response, source, "feed")
         for entry in discovery.parse_feed(response.body, response.url):
             if not self._keep(source, entry.url):
+                self._miss(source, tally, entry.url)
                 continue
+            tally.match()
             self._stat(source.id, "discovered")
             hints = {"title": entry.title, "summary": entry.summary}
             if entry.date:
@@ -329,6 +390,7 @@ class ReleasesSpider(scrapy.Spider):
                 continue
             if request:
                 yield request
+        yield from self._links_read(source, tally, fetched)
 
     def parse_sitemap(self, response):
         source = self._source(response)
@@ -338,9 +400,10 @@ class ReleasesSpider(scrapy.Spider):
             if not urls:
                 logger.warning("source '%s': %s names no Sitemap", source.id, response.url)
             self._stat(source.id, "entry_ok")
+            entry = self._tally(response, source, "sitemap").url
             for url in urls:
                 if self._follows(source, url):
-                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
+                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap, entry=entry)
             return
         if response.status == 304:
             yield self._entry_fetched(response, source)
@@ -360,15 +423,18 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "entry_errors")
             logger.error("source '%s': %s is not a sitemap (check `sitemaps` in the registry)", source.id, response.url)
             return
-        yield self._entry_fetched(response, source)
+        fetched = self._entry_fetched(response, source)
+        tally = self._tally(response, source, "sitemap")
         for loc, lastmod in sitemap.entries:
             url = response.urljoin(loc)
             if sitemap.kind == "sitemapindex":
                 if self._follows(source, url):
-                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap)
+                    yield self._entry_request(url, source, "sitemap", self.parse_sitemap, entry=tally.url)
                 continue
             if not self._keep(source, url):
+                self._miss(source, tally, url)
                 continue
+            tally.match()
             self._stat(source.id, "discovered")
             seen = self._known_since(source, url)
             if seen is None:
@@ -379,6 +445,7 @@ class ReleasesSpider(scrapy.Spider):
                 continue
             if request:
                 yield request
+        yield from self._links_read(source, tally, fetched)
 
     def parse_listing(self, response):
         source = self._source(response)
@@ -389,9 +456,20 @@ class ReleasesSpider(scrapy.Spider):
             self._stat(source.id, "errors")
             logger.error("source '%s': listing %s is not an HTML page", source.id, response.url)
             return
-        yield self._entry_fetched(response, source)
+        fetched = self._entry_fetched(response, source)
         links = discovery.listing_links(response, source)
         self._stat(source.id, "discovered", len(links.releases))
+        tally = self._tally(response, source, "listing")
+        tally.match(len(links.releases))
+        for url in links.others:
+            self._miss(source, tally, url)
+        yield from self._listing_requests(response, source, links, tally.url)
+        # Last, as in the other parsers: in a distributed crawl the page's first item ends its
+        # lease, and the requests it makes must be in the shared queue by then.
+        yield from self._links_read(source, tally, fetched)
+
+    def _listing_requests(self, response, source, links, entry):
+        """New releases of a listing page, then its further pages (unless it lists only known ones)."""
         fresh = 0
         for url, _text in links.releases:
             if self._known_since(source, url) is None:
@@ -411,11 +489,11 @@ class ReleasesSpider(scrapy.Spider):
             return
         for url in links.pages:
             if self._follows(source, url):
-                yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1)
+                yield self._entry_request(url, source, "listing", self.parse_listing, page=page + 1, entry=entry)
 
     # -- JSON APIs and WordPress REST --------------------------------------------
 
-    def _api_request(self, source, index, page):
+    def _api_request(self, source, index, page, entry=None):
         api = source.json_api[index]
         size = api.get("size", 50)
 
@@ -424,17 +502,17 @@ class ReleasesSpider(scrapy.Spider):
                 "{size}", str(size))
 
         request = self._entry_request(fill(api["url"]), source, "json_api", self.parse_json_api,
-                                      dont_filter=page == 1, api_index=index, page=page)
+                                      dont_filter=page == 1, api_index=index, page=page, entry=entry)
         if api.get("method", "GET").upper() == "POST":
             headers = dict(request.headers.to_unicode_dict(), **{"Content-Type": "application/json"})
             request = request.replace(method="POST", body=fill(api.get("body", "")), headers=headers)
         return request
 
-    def _wp_request(self, source, base, page):
+    def _wp_request(self, source, base, page, entry=None):
         url = f"{base}{'&' if '?' in base else '?'}per_page=100&page={page}"
         # WordPress answers 400 past the last page.
         return self._entry_request(url, source, "wp_rest", self.parse_wp_rest, dont_filter=page == 1,
-                                   wp_base=base, page=page, handle_httpstatus_list=[400])
+                                   wp_base=base, page=page, handle_httpstatus_list=[400], entry=entry)
 
     def _json(self, response, source, role):
         try:
@@ -464,10 +542,12 @@ class ReleasesSpider(scrapy.Spider):
         data = self._json(response, source, "json_api")
         if data is None:
             return
-        yield self._entry_fetched(response, source)
+        fetched = self._entry_fetched(response, source)
+        tally = self._tally(response, source, "json_api")
         api, page = source.json_api[response.meta["api_index"]], response.meta["page"]
         items = discovery.json_path(data, api["items"]) if api.get("items") else data
         if not isinstance(items, list):
+            yield fetched
             self._stat(source.id, "errors")
             logger.error("source '%s': json_api %s has no list at '%s'", source.id, response.url, api.get("items"))
             return
@@ -483,7 +563,9 @@ class ReleasesSpider(scrapy.Spider):
                 continue
             url = source.canonical(response.urljoin(str(url)))
             if not self._keep(source, url):
+                self._miss(source, tally, url)
                 continue
+            tally.match()
             hints = {"title": _plain(discovery.json_path(entry, api.get("title_field"))),
                      "summary": _plain(discovery.json_path(entry, api.get("summary_field")))}
             date = discovery.parse_any_date(discovery.json_path(entry, api.get("date_field")))
@@ -502,7 +584,8 @@ class ReleasesSpider(scrapy.Spider):
         if isinstance(total, (int, float)) or (isinstance(total, str) and total.isdigit()):
             more = more and page * size < int(total)
         if more and self._paging() and (fresh or self._deep(source)):
-            yield self._api_request(source, response.meta["api_index"], page + 1)
+            yield self._api_request(source, response.meta["api_index"], page + 1, entry=tally.url)
+        yield from self._links_read(source, tally, fetched)
 
     def _detail_request(self, source, api, entry, url, hints):
         """The JSON detail endpoint of a release whose own page is a JavaScript shell."""
@@ -559,12 +642,17 @@ class ReleasesSpider(scrapy.Spider):
         data = self._json(response, source, "wp_rest")
         if data is None:
             return
-        yield self._entry_fetched(response, source)
+        fetched = self._entry_fetched(response, source)
+        tally = self._tally(response, source, "wp_rest")
         fresh = 0
         for entry in data if isinstance(data, list) else []:
             url = entry.get("link") if isinstance(entry, dict) else None
-            if not url or not self._keep(source, url):
+            if not url or not isinstance(url, str):
                 continue
+            if not self._keep(source, url):
+                self._miss(source, tally, url)
+                continue
+            tally.match()
             hints = {"title": _plain(discovery.json_path(entry, "title.rendered"))}
             date = discovery.parse_any_date(entry.get("date_gmt") or entry.get("date"))
             if date:
@@ -578,7 +666,8 @@ class ReleasesSpider(scrapy.Spider):
         pages = response.headers.get(b"X-WP-TotalPages")
         more = int(pages) > page if pages and pages.isdigit() else len(data) >= 100
         if more and self._paging() and page < source.max_pages and (fresh or self._deep(source)):
-            yield self._wp_request(source, response.meta["wp_base"], page + 1)
+            yield self._wp_request(source, response.meta["wp_base"], page + 1, entry=tally.url)
+        yield from self._links_read(source, tally, fetched)
 
     # -- releases ------------------------------------------------------------
 

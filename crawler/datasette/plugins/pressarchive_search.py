@@ -21,24 +21,41 @@
 - ``text`` is shown as escaped paragraphs, snippets with <mark>; archived
   HTML is always inert because every value is escaped before we add markup.
 - Every connection is ``query_only``: nothing can be written through the site.
+- Hostile readers: Datasette runs any SQL a visitor sends, so every connection is
+  bounded (:func:`harden`): SQLite's limits (the longest string or blob, the
+  SQL, expression depth...), an authorizer refusing functions that leak
+  pointers or load code and ``ATTACH``, and a budget of bytes a query may
+  return. Searches are bounded too (``pipelines.search_index.QUERY_MAX_CHARS``
+  and ``QUERY_MAX_TERMS``: a clear message, never a 500), the plugin's own
+  SQL and its ranking thread stop at Datasette's ``sql_time_limit_ms``, a
+  request's facets are run once each and at most 10 (:func:`bounded_facets`),
+  and no response header grows past a few KB (:func:`bounded_headers`).
+- A missing search index makes searches say so (503); an out-of-date one is
+  searched as it is, and the pages say that too (``crawler.serve.search_index_problem``).
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
+import contextlib
 import re
+import sqlite3
 import threading
+import time
 import unicodedata
 import uuid
+import weakref
 
 import numpy as np
 from datasette import hookimpl
-from datasette.database import Results
+from datasette.database import QueryInterrupted, Results
 from datasette.filters import FilterArguments, Filters
 from datasette.utils import urlsafe_components
+from datasette.views.base import DatasetteError
 from markupsafe import Markup, escape
 
+from crawler.serve import search_index_problem
 from pipelines.search_index import (
     CJK_RUN,
     FACET_COLUMNS,
@@ -49,6 +66,8 @@ from pipelines.search_index import (
     LOGGED_COLUMNS,
     QUERY_TOKEN,
     SPACE_BETWEEN_CJK,
+    QueryTooLong,
+    check_query_size,
     user_match,
 )
 
@@ -78,6 +97,220 @@ FACET_SQL = re.compile(
 )
 
 
+# --- Hostile SQL: what one query may cost ----------------------------------------------------
+# SQLite checks these as it works. LENGTH: the longest string or blob a query may build or read
+# (printf('%.*c', 999999999, 'x') built 1 GB for 21 s; randomblob(900000000) 0.9 GB). 32 MB is
+# three times the largest page the crawl keeps (RELEASE_MAXSIZE, 10 MB), so every archived text
+# and diff is read and exported whole, and a LIKE over a string that long stays near the time
+# limit (below). The plugin's own id lists are not held to it (_own_sql).
+LENGTH_MAX = 32 * 2**20
+SQL_LIMITS = {
+    sqlite3.SQLITE_LIMIT_LENGTH: LENGTH_MAX,
+    sqlite3.SQLITE_LIMIT_SQL_LENGTH: 1_000_000,  # the plugin's longest SQL: 2,000 ids, about 50 KB
+    sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 200,  # parser recursion (SQLite's default 1,000)
+    sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 50,  # UNION arms (default 500)
+    sqlite3.SQLITE_LIMIT_FUNCTION_ARG: 64,  # json_object() of 32 pairs (default 127)
+    # LIKE and GLOB cost the text's length times the pattern's in one uninterruptible call: 64
+    # (a _contains filter of 62 characters) keeps one over a 32 MB string to about 4 s.
+    sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 64,
+    sqlite3.SQLITE_LIMIT_ATTACHED: 0,  # no ATTACH: the site reads the archive and nothing else
+}
+# Text and blobs one query may hand to Python: without it a query could return a thousand rows
+# of 50 MB values (zeroblob(40000000) from releases) before its time limit. A thousand releases
+# with their whole texts are a few MB.
+RESULT_MAX = 100 * 2**20
+# fts3_tokenizer('simple') returns a pointer (and with a second argument installs one: code
+# execution); load_extension loads code; fts5(?) hands out FTS5's API pointer; the rtree
+# debugging functions parse any blob as a node (CVE-2019-8457); optimize() writes FTS3 tables.
+DENIED_FUNCTIONS = frozenset({"fts3_tokenizer", "load_extension", "fts5", "rtreenode",
+                              "rtreedepth", "rtreecheck", "optimize"})
+DENIED_TABLES = frozenset({"sqlite_stmt"})  # the SQL of other visitors' statements on this connection
+
+
+def _authorizer(action, arg1, arg2, db_name, trigger):
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in DENIED_TABLES:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def bounded_rows(limit: int = RESULT_MAX):
+    """A row factory (rows as ``sqlite3.Row``) that stops a query past ``limit`` bytes of text and blobs."""
+    spent: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def row_factory(cursor, values):
+        size = sum(len(v) for v in values if isinstance(v, (str, bytes)))
+        if size:
+            total = spent.get(cursor, 0) + size
+            if total > limit:
+                raise sqlite3.OperationalError(
+                    f"the result is too large (over {limit // 2**20} MB of text): "
+                    "ask for fewer rows or columns")
+            spent[cursor] = total
+        return sqlite3.Row(cursor, values)
+
+    return row_factory
+
+
+# printf('%.*c', 999999999, 'x') repeats the character 999,999,999 times even when SQLite has
+# given up on a result that long (7 s; the length limit only saves the memory): printf() and
+# format() get widths and precisions cut to just over LENGTH_MAX, whose result is the same
+# (NULL: too long), then run as SQLite's own printf on a private connection.
+PRINTF_SPEC = re.compile(r"%(?P<flags>[-+ 0#,!]*)(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?"
+                         r"(?P<size>l{0,2})(?P<type>%|[a-zA-Z])")
+BUILTINS_LOCAL = threading.local()
+
+
+def _int_arg(value) -> int:
+    """An argument of ``*`` as SQLite's printf reads it (an integer; leading digits of a text)."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    m = re.match(rb"\s*[-+]?\d+", value if isinstance(value, bytes) else str(value or "").encode())
+    return int(m.group()) if m else 0
+
+
+def bounded_printf(fmt, *args):
+    """SQLite's printf(), with every width and precision cut to just over LENGTH_MAX."""
+    args, top, at = list(args), LENGTH_MAX + 1, 0
+
+    def cut(spec):
+        nonlocal at
+        if spec == "*":
+            if at < len(args) and abs(_int_arg(args[at])) > top:
+                args[at] = top if _int_arg(args[at]) > 0 else -top
+            at += 1
+        elif spec and int(spec) > top:
+            return str(top)
+        return spec
+
+    def spec(m):
+        nonlocal at
+        width, precision = cut(m.group("width")), cut(m.group("precision"))
+        at += m.group("type") not in ("%", "n")  # the value converted
+        return (f"%{m.group('flags')}{width or ''}{'' if precision is None else '.' + precision}"
+                f"{m.group('size')}{m.group('type')}")
+
+    if isinstance(fmt, str):
+        fmt = PRINTF_SPEC.sub(spec, fmt)
+    return sqlite_builtin("printf", fmt, *args)
+
+
+def sqlite_builtin(name: str, *args):
+    """SQLite's own function ``name`` on ``args``, on a private connection (this thread's)."""
+    helper = getattr(BUILTINS_LOCAL, "conn", None)
+    if helper is None:
+        helper = BUILTINS_LOCAL.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        helper.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, LENGTH_MAX)
+    return helper.execute(f"select {name}({', '.join('?' * len(args))})", args).fetchone()[0]
+
+
+# instr(), replace() and trim(X, Y) compare every position of X with Y in one call, which no
+# time limit interrupts: trim() of 100 KB by 50 KB took 16 s, instr() and replace() of 1 MB by
+# 0.5 MB 7 s. Calls up to QUADRATIC_MAX (length times length) run as SQLite's own; larger ones
+# run in linear time in Python (str.find and str.replace, a set of characters) with the same result.
+# (LIKE and GLOB cost the same way, but Datasette's own filters use them on every row: they keep
+# SQLite's, and the pattern is bounded instead: SQLITE_LIMIT_LIKE_PATTERN_LENGTH.)
+QUADRATIC_MAX = 10**7
+
+
+def _large(*values) -> bool:
+    if not all(isinstance(v, (str, bytes)) for v in values):
+        return False  # NULL or a number: short, and SQLite's conversions apply
+    return len(values[0]) * max(len(v) for v in values[1:]) > QUADRATIC_MAX
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def bounded_instr(x, y):
+    if not _large(x, y):
+        return sqlite_builtin("instr", x, y)
+    if isinstance(x, bytes) and isinstance(y, bytes):
+        return x.find(y) + 1
+    return _text(x).find(_text(y)) + 1
+
+
+def bounded_replace(x, y, z):
+    if not _large(x, y, z) or not y:
+        return sqlite_builtin("replace", x, y, z)
+    x, y, z = _text(x), _text(y), _text(z)
+    if len(x) + x.count(y) * (len(z) - len(y)) > LENGTH_MAX:
+        raise sqlite3.DataError("string or blob too big")
+    return x.replace(y, z)
+
+
+def _trimmer(left: bool, right: bool):
+    name = "trim" if left and right else "ltrim" if left else "rtrim"
+
+    def trim(x, y):
+        if not _large(x, y):
+            return sqlite_builtin(name, x, y)
+        x = _text(x)
+        chars = re.compile("[" + "".join(re.escape(c) for c in set(_text(y))) + "]*")
+        start = chars.match(x).end() if left else 0
+        end = len(x) - chars.match(x[::-1]).end() if right else len(x)
+        return x[start:max(start, end)]
+
+    return name, trim
+
+
+TRIMMERS = [_trimmer(True, True), _trimmer(True, False), _trimmer(False, True)]
+
+
+def harden(conn) -> None:
+    """SQLite's limits, the authorizer and bounded functions on a connection that runs visitors' SQL."""
+    for limit, value in SQL_LIMITS.items():
+        conn.setlimit(limit, value)
+    conn.set_authorizer(_authorizer)
+    for name in ("printf", "format"):
+        conn.create_function(name, -1, bounded_printf, deterministic=True)
+    conn.create_function("instr", 2, bounded_instr, deterministic=True)
+    conn.create_function("replace", 3, bounded_replace, deterministic=True)
+    for name, trim in TRIMMERS:
+        conn.create_function(name, 2, trim, deterministic=True)
+
+
+@contextlib.contextmanager
+def _own_sql(conn):
+    """The plugin's own queries on a visitor's connection: tuples, and its id lists unbounded.
+
+    A search's matching ids come out of the index as one ``group_concat`` of
+    about 8 bytes a match (8 MB for a million): past LENGTH_MAX they would fail.
+    Nothing but the plugin runs on the connection meanwhile.
+    """
+    factory = conn.row_factory
+    length = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 2**31 - 1)  # clamped to SQLite's maximum
+    conn.row_factory = None
+    try:
+        yield
+    finally:
+        conn.row_factory = factory
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
+
+
+@contextlib.contextmanager
+def time_limit(conn, deadline: float):
+    """Interrupt the connection's statements at ``deadline`` (``time.perf_counter()``), as Datasette's
+    ``sql_time_limit_ms`` does for its own queries."""
+    conn.set_progress_handler(lambda: time.perf_counter() >= deadline, 1000)
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(None, 1000)
+
+
+def _deadline(datasette) -> float:
+    return time.perf_counter() + datasette.setting("sql_time_limit_ms") / 1000
+
+
+def _interrupted(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and error.args == ("interrupted",)
+
+
 def _term_pattern(term: str, prefix: bool) -> str | None:
     term = unicodedata.normalize("NFKC", term).strip()
     if not re.search(r"\w", term):
@@ -93,6 +326,7 @@ def snippet(text: str | None, q: str | None, size: int = SNIPPET_CHARS) -> str |
     """An excerpt of ``text`` around the first match of ``q``, matches in ⟦ ⟧."""
     if text is None:
         return None
+    check_query_size(q or "")
     patterns = []
     for m in QUERY_TOKEN.finditer(q or ""):
         negate, phrase, word = m.group(1), m.group(2), m.group(3)
@@ -347,7 +581,8 @@ def answer(plan: SearchPlan, sql: str) -> Results | None:
 
 
 def install(database) -> None:
-    """Let this database's execute() answer the plugin's planned counts and facets."""
+    """Let this database's execute() answer the plugin's planned counts and facets, and rank
+    the canned search's matches before its SQL runs (:func:`rank_for_query`)."""
     if getattr(database, "_pressarchive_execute", None):
         return
     original = database.execute
@@ -362,6 +597,8 @@ def install(database) -> None:
                 results = answer(plan, sql)
                 if results is not None:
                     return results
+        if isinstance(params, dict) and RANKED_CALL in sql and isinstance(params.get("q"), str):
+            sql, params = await rank_for_query(database, sql, params)
         return await original(sql, params, *args, **kwargs)
 
     database.execute = execute
@@ -378,7 +615,7 @@ def _filter_pairs(request):
             continue
         for value in request.args.getlist(key):
             pairs.append((key, value))
-            column = key[: -len("__exact")] if key.endswith("__exact") else key
+            column = key.removesuffix("__exact")
             if column not in FACET_COLUMNS:
                 exact = False
     return pairs, exact
@@ -424,31 +661,44 @@ def _page_request(request, datasette, database):
     return descending, cursor, size
 
 
-def _plan_search(conn, store, match, facet_filters, need_ids, page):
+def _plan_search(conn, store, match, facet_filters, need_ids, page, time_limit_ms=None):
     """In one read transaction: bring the facet arrays up to date, read the matching ids.
 
     Returns (matching ids after the facet filters, their count, the page's ids or None).
+    Each index query stops after ``time_limit_ms`` (QueryInterrupted: Datasette's "took too
+    long"), as each of Datasette's own does; reading the facet log does not (its size is the
+    archive's, not the visitor's doing: a million releases' log loads in 4-5 s, once).
     """
+    def deadline():
+        return time.perf_counter() + time_limit_ms / 1000 if time_limit_ms else float("inf")
+
     own_transaction = not conn.in_transaction
     if own_transaction:
         conn.execute("begin")
     try:
-        if not need_ids:
-            count = conn.execute(
-                f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match ?", [match]
-            ).fetchone()[0]
-            if count > LITERAL_IDS_MAX:
-                return None, count, None
-        if store is not None:
-            with store.lock:
-                try:
-                    store.refresh(conn)
-                except OverflowError:
-                    store = None  # counted by SQLite instead
-        joined = conn.execute(
-            f"select group_concat(rowid % {ID_BITS}) from {FTS_TABLE} where {FTS_TABLE} match ?",
-            [match],
-        ).fetchone()[0]
+        with _own_sql(conn):
+            if not need_ids:
+                with time_limit(conn, deadline()):
+                    count = conn.execute(
+                        f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match ?", [match]
+                    ).fetchone()[0]
+                if count > LITERAL_IDS_MAX:
+                    return None, count, None
+            if store is not None:
+                with store.lock:
+                    try:
+                        store.refresh(conn)
+                    except OverflowError:
+                        store = None  # counted by SQLite instead
+            with time_limit(conn, deadline()):
+                joined = conn.execute(
+                    f"select group_concat(rowid % {ID_BITS}) from {FTS_TABLE} where {FTS_TABLE} match ?",
+                    [match],
+                ).fetchone()[0]
+    except sqlite3.OperationalError as error:
+        if _interrupted(error):
+            raise QueryInterrupted(error, MATCHING_IDS, {"_pa_match": match}) from None
+        raise
     finally:
         if own_transaction:
             conn.execute("commit")
@@ -476,22 +726,27 @@ def filters_from_request(request, database, table, datasette):
 
     async def inner():
         db = datasette.get_database(database)
-        if not await db.table_exists(FTS_TABLE):
-            return None
         q = request.args.get("_search", "")
+        if not await db.table_exists(FTS_TABLE):
+            if q.strip():  # (Datasette itself would list every release as if it matched)
+                problem = await index_problem(db)
+                raise DatasetteError(problem.message if problem else "no search index",
+                                     title="Search unavailable", status=503)
+            return None
         context = {"supports_search": True, "search": q}
         if not q.strip():
             return FilterArguments([], extra_context=context)
         install(db)
-        match = user_match(q)
+        match = search_match(q)
         pairs, exact = _filter_pairs(request)
-        has_log = await db.table_exists(FACETS_TABLE)
+        # (a log from an older version lacks columns: searches are then counted by SQL)
+        has_log = set(LOGGED_COLUMNS) <= set(await db.table_columns(FACETS_TABLE))
         store = store_for(db.path or db.name) if has_log else None
         exact = exact and store is not None
         facet_filters = []
         if exact:
             for key, value in pairs:
-                column = key[: -len("__exact")] if key.endswith("__exact") else key
+                column = key.removesuffix("__exact")
                 value = filter_value(column, value)
                 if value is None:
                     exact = False
@@ -511,9 +766,10 @@ def filters_from_request(request, database, table, datasette):
         if (need_ids and not request.args.get("_stream") and not other_facets
                 and not datasette.setting("suggest_facets")):
             page = _page_request(request, datasette, database)
+        limit_ms = datasette.setting("sql_time_limit_ms")
         ids, count, shown = await db.execute_fn(
             lambda conn: _plan_search(conn, store if need_ids else None, match,
-                                      facet_filters if exact else [], need_ids, page)
+                                      facet_filters if exact else [], need_ids, page, limit_ms)
         )
         if count is None:
             exact, ids, shown = False, None, None
@@ -539,9 +795,37 @@ def filters_from_request(request, database, table, datasette):
                           page_only=shown is not None)
         token = _remember(plan)
         params = {"_pa_match": match, "_pa_token": token, "_pa_page_only": int(shown is not None)}
-        return FilterArguments([clause], params, [f'search matches "{q}"'], context)
+        described = f'search matches "{q}"'
+        problem = await index_problem(db)
+        if problem:
+            described += f" (note: {problem.message})"
+        return FilterArguments([clause], params, [described], context)
 
     return inner
+
+
+def search_match(q: str) -> str:
+    """``user_match(q)``, or Datasette's 400 page saying why the query is refused."""
+    try:
+        return user_match(q)
+    except QueryTooLong as error:
+        raise DatasetteError(f"Search too long: {error}.", title="Search too long", status=400) from None
+
+
+INDEX_CHECK_SECONDS = 10  # how long a look at the index's state is trusted (a crawl may fix it)
+INDEX_STATES: dict[str, tuple[float, object]] = {}
+
+
+async def index_problem(db):
+    """``crawler.serve.search_index_problem`` of this database (its cheap form), looked at every
+    INDEX_CHECK_SECONDS."""
+    key = db.path or db.name
+    cached = INDEX_STATES.get(key)
+    if cached and time.monotonic() - cached[0] < INDEX_CHECK_SECONDS:
+        return cached[1]
+    problem = await db.execute_fn(lambda conn: search_index_problem(conn, exact=False))
+    INDEX_STATES[key] = (time.monotonic(), problem)
+    return problem
 
 
 RANK_TOP = 50  # results the ranked search lists
@@ -552,29 +836,30 @@ RANK_POOL = None
 RANK_LOCAL = threading.local()
 RANK_SPLITS: dict[str, tuple[float, int | None]] = {}  # path -> (when, middle FTS rowid)
 LOWEST, HIGHEST = -(2**63), 2**63 - 1
+RANKED_CALL = "pressarchive_best(:q)"  # in the canned search's SQL (metadata.yaml)
 
 
-def _rank_connection(path: str):
+def _rank_connection(path: str, immutable: bool):
     connections = getattr(RANK_LOCAL, "connections", None)
     if connections is None:
         connections = RANK_LOCAL.connections = {}
     if path not in connections:
-        import sqlite3
-
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        mode = "immutable=1" if immutable else "mode=ro"
+        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
         _read_only(conn)
+        harden(conn)
         connections[path] = conn
     return connections[path]
 
 
-def _rank_part(path, match, low, high):
-    return _rank_connection(path).execute(RANK_SQL, [match, low, high]).fetchall()
+def _rank_part(path, immutable, match, low, high, deadline):
+    conn = _rank_connection(path, immutable)
+    with time_limit(conn, deadline):
+        return conn.execute(RANK_SQL, [match, low, high]).fetchall()
 
 
 def _middle(conn, path: str) -> int | None:
     """The FTS rowid that halves the index (None: too small to split), looked up every 5 minutes."""
-    import time
-
     cached = RANK_SPLITS.get(path)
     if cached and time.monotonic() - cached[0] < 300:
         return cached[1]
@@ -587,7 +872,7 @@ def _middle(conn, path: str) -> int | None:
     return middle
 
 
-def best_matches(conn, path: str | None, q: str) -> str:
+def best_matches(conn, path: str | None, q: str, deadline: float, immutable: bool = False) -> str:
     """JSON list of the FTS rowids of the best RANK_TOP matches of ``q``, best first.
 
     ``bm25()`` over every match, the title counting ten times (ties: newest
@@ -595,7 +880,9 @@ def best_matches(conn, path: str | None, q: str) -> str:
     halves of the index are scored at once, each on its own connection and
     thread (SQLite runs them on two cores): a row gets the same score in
     either half (IDF and the average length are the whole index's), so the
-    best of the halves' bests are the best.
+    best of the halves' bests are the best. The other thread's half stops at
+    ``deadline``; ``conn``'s is the caller's to limit. A half the other thread
+    has not started (it is busy with another search) is scored here instead.
     """
     import json
     from concurrent.futures import ThreadPoolExecutor
@@ -609,21 +896,60 @@ def best_matches(conn, path: str | None, q: str) -> str:
         with STORES_LOCK:
             if RANK_POOL is None:
                 RANK_POOL = ThreadPoolExecutor(1, thread_name_prefix="pressarchive-rank")
-        upper = RANK_POOL.submit(_rank_part, path, match, middle, HIGHEST)
-        rows = conn.execute(RANK_SQL, [match, LOWEST, middle]).fetchall() + upper.result()
+        upper = RANK_POOL.submit(_rank_part, path, immutable, match, middle, HIGHEST, deadline)
+        try:
+            rows = conn.execute(RANK_SQL, [match, LOWEST, middle]).fetchall()
+        finally:
+            started = not upper.cancel()
+        rows += upper.result() if started else conn.execute(RANK_SQL, [match, middle, HIGHEST]).fetchall()
         rows.sort(key=lambda row: (row[1], -row[0]))
     return json.dumps([row[0] for row in rows[:RANK_TOP]])
+
+
+async def rank_for_query(db, sql: str, params: dict) -> tuple[str, dict]:
+    """Rank ``params["q"]`` before the canned search's SQL runs, and give it the result.
+
+    Inside the SQL, ``pressarchive_best(:q)`` could only fail with SQLite's
+    "user-defined function raised exception"; here a query too long, a missing
+    index and Datasette's time limit each get their own page.
+    """
+    datasette = db.ds
+    q = params["q"]
+    if not await db.table_exists(FTS_TABLE):
+        problem = await index_problem(db)
+        raise DatasetteError(problem.message if problem else "no search index",
+                             title="Search unavailable", status=503)
+    search_match(q)  # refuses a query past the bounds, before any work
+    deadline = _deadline(datasette)
+    immutable = not db.is_mutable
+
+    def rank(conn):
+        try:
+            with _own_sql(conn), time_limit(conn, deadline):
+                return best_matches(conn, db.path, q, deadline, immutable)
+        except sqlite3.OperationalError as error:
+            if _interrupted(error):
+                raise QueryInterrupted(error, RANK_SQL, {"q": q}) from None
+            raise
+
+    best = await db.execute_fn(rank)
+    return sql.replace(RANKED_CALL, ":_pa_best"), {**params, "_pa_best": best}
 
 
 @hookimpl
 def prepare_connection(conn, database, datasette):
     if database == "_internal":
         return
-    path = getattr(datasette.databases.get(database), "path", None)
+    db = datasette.databases.get(database)
+    path, immutable = getattr(db, "path", None), not getattr(db, "is_mutable", True)
     conn.create_function("pressarchive_match", 1, user_match, deterministic=True)
-    conn.create_function("pressarchive_best", 1, lambda q: best_matches(conn, path, q))
+    # (called from a visitor's own SQL; the canned search ranks first, in rank_for_query)
+    conn.create_function("pressarchive_best", 1,
+                         lambda q: best_matches(conn, path, q, _deadline(datasette), immutable))
     conn.create_function("pressarchive_snippet", 2, snippet, deterministic=True)
     _read_only(conn)
+    harden(conn)
+    conn.row_factory = bounded_rows()
 
 
 def _read_only(conn) -> None:
@@ -635,8 +961,16 @@ def _read_only(conn) -> None:
 
 
 @hookimpl
+def startup(datasette):
+    for db in datasette.databases.values():
+        if db.name != "_internal":
+            install(db)
+
+
+@hookimpl
 def extra_template_vars(template, database, request, datasette):
-    """The total number of matches, for the ranked search page (it lists the best 50)."""
+    """The ranked search page: the total number of matches (it lists the best 50) and the
+    state of the index."""
     if template != "query.html" or request is None or not request.args.get("q"):
         return {}
     if request.url_vars.get("table") != "search":
@@ -646,11 +980,16 @@ def extra_template_vars(template, database, request, datasette):
         db = datasette.get_database(database)
         if not await db.table_exists(FTS_TABLE):
             return {}
-        total = await db.execute(
-            f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match :m",
-            {"m": user_match(request.args.get("q"))},
-        )
-        return {"search_total": total.first()[0]}
+        problem = await index_problem(db)
+        notice = {"search_notice": problem.message} if problem else {}
+        try:
+            total = await db.execute(
+                f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match :m",
+                {"m": user_match(request.args.get("q"))},
+            )
+        except (QueryTooLong, QueryInterrupted):
+            return {"search_total_unknown": True, **notice}
+        return {"search_total": total.first()[0], **notice}
 
     return inner
 
@@ -717,14 +1056,82 @@ async def stream_json(datasette, scope, args, send) -> None:
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
+# Response headers: Datasette repeats the query string in a ``Link:`` header (a 10 KB Chinese
+# query made one of 90 KB, which HTTP clients refuse) and in redirects' ``Location``.
+LINK_HEADER_MAX = 2048  # a longer Link (a hint: the page links the same JSON) is dropped
+HEADER_MAX = 8192  # any other header this long turns the response into a 414
+
+
+def bounded_headers(send):
+    """``send`` for an ASGI response whose headers stay under HEADER_MAX bytes each."""
+    replaced = False
+
+    async def bounded(message):
+        nonlocal replaced
+        if replaced:
+            return  # the app's body of a response already answered with a 414
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if not (k.lower() == b"link" and len(v) > LINK_HEADER_MAX)]
+            if any(len(k) + len(v) > HEADER_MAX for k, v in headers):
+                replaced = True
+                text = (f"414: this request would need a response header over {HEADER_MAX:,} bytes "
+                        "(its address is too long): shorten the search or the filters\n").encode()
+                await send({"type": "http.response.start", "status": 414,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"content-length", str(len(text)).encode())]})
+                await send({"type": "http.response.body", "body": text})
+                return
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return bounded
+
+
+# Datasette runs one query (up to facet_time_limit_ms) for every _facet, _facet_date or
+# _facet_array it is given, repeats included: a 16 KB address of "&_facet=text" held a thread
+# for over ten minutes. Repeats are dropped; more than this many facets asked for is refused.
+REQUESTED_FACETS_MAX = 10
+
+
+def bounded_facets(scope) -> str | None:
+    """Drop repeated facet arguments from the request (in ``scope``); a message past the bound."""
+    import urllib.parse
+
+    kept, facets = [], set()
+    for segment in scope.get("query_string", b"").split(b"&"):
+        pair = urllib.parse.parse_qsl(segment.decode("latin-1"), keep_blank_values=True)
+        if pair and pair[0][0].startswith("_facet") and pair[0][0] != "_facet_size":
+            if pair[0] in facets:
+                continue  # the same facet again: the bytes of every other argument are kept as sent
+            facets.add(pair[0])
+        kept.append(segment)
+    if len(facets) > REQUESTED_FACETS_MAX:
+        return f"400: {len(facets)} facets asked for; at most {REQUESTED_FACETS_MAX} at once\n"
+    scope["query_string"] = b"&".join(kept)
+    return None
+
+
 @hookimpl
 def asgi_wrapper(datasette):
-    """Adds ``_stream=on`` to the JSON of table views (see :func:`stream_json`)."""
+    """Adds ``_stream=on`` to the JSON of table views (see :func:`stream_json`), and bounds every
+    response's headers (:func:`bounded_headers`) and the facets a request asks for."""
     import urllib.parse
 
     def wrap(app):
         async def wrapped(scope, receive, send):
-            if scope.get("type") == "http" and scope.get("path", "").endswith(".json"):
+            if scope.get("type") != "http":
+                await app(scope, receive, send)
+                return
+            send = bounded_headers(send)
+            scope = dict(scope)
+            refused = bounded_facets(scope)
+            if refused:
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": refused.encode()})
+                return
+            if scope.get("path", "").endswith(".json"):
                 args = urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                               keep_blank_values=True)
                 if any(k == "_stream" and _on(v) for k, v in args):
@@ -752,7 +1159,7 @@ def render_cell(row, value, column, table, database, datasette):
         return Markup(f'<span class="snippet">{html}</span>')
     if column in LINK_COLUMNS and re.match(r"https?://", value):
         return Markup(f'<a href="{escape(value)}" rel="nofollow noopener">{escape(value)}</a>')
-    if column == "title" and table is None and "id" in row.keys():
+    if column == "title" and table is None and "id" in row.keys():  # noqa: SIM118 (a Row holds values)
         # Canned search results: the title links to the full release.
         href = datasette.urls.row(database, "releases", str(row["id"]))
         return Markup(f'<a href="{escape(href)}">{escape(value)}</a>')
