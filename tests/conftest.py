@@ -138,3 +138,32 @@ class GeneratedArchive:
 
     def __fspath__(self):
         return str(self.path)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server on a free 127.0.0.1 port for the test (distributed crawls); skipped
+    where Debian's redis-server is not installed (.ci/run installs it)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    redis = shutil.which("redis-server")
+    if not redis:
+        pytest.skip("redis-server not installed (.ci/run installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)

@@ -32,6 +32,7 @@ import netguard
 import pytest
 import sqlite_utils
 from scrapy import Request
+from test_hostile import _Crawler
 
 from crawler.runner import build_settings
 from crawler.sources import load_sources
@@ -343,18 +344,6 @@ def test_remote_control_is_not_among_a_real_crawls_extensions(origins_crawl):
 
 
 # -- the decision itself, on hand-built requests (no DNS: every host here is an address or localhost) --
-
-
-class _Crawler:
-    def __init__(self, sources):
-        from scrapy.settings import Settings
-        from scrapy.signalmanager import SignalManager
-        from scrapy.statscollectors import MemoryStatsCollector
-
-        self.spider = type("Spider", (), {"sources": sources})()
-        self.settings = Settings()
-        self.signals = SignalManager()
-        self.stats = MemoryStatsCollector(self)
 
 
 REGISTRY = """
