@@ -92,7 +92,7 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
             raise NoText("binary content (not a web page) served as text")
         with decode_notes() as decoding:  # bytes replaced, UTF-8 passages kept: logged with the URL
             result = extract_html(body, url, http_charset, when, hints, languages)
-        version = extraction.EXTRACTOR_VERSION
+        version = result.extractor or extraction.EXTRACTOR_VERSION
     if not result.text.strip():
         raise NoText("no main text")
     words = extraction.word_count(result.text)

@@ -6,20 +6,21 @@ Called by the spider / store pipeline as ``extract(body, url, ...)`` and by the
 1. bytes -> text with :func:`pipelines.encoding.decode_html` (wrong or missing
    charset declarations, GBK without any declaration);
 2. one lxml parse, shared by every step below;
-3. main text: a site-family body container when the page has one
-   (:data:`BODY_CONTAINERS`: TRS CMS ``.TRS_Editor``, GOV.UK ``.gem-c-govspeak``,
-   canada.ca/WET ``main[property=mainContentOfPage]``, Drupal ``.field--name-body``,
-   WordPress ``.entry-content`` ...), else trafilatura favouring precision
-   (its readability/jusText fallback only when its own pass looks short),
-   completed by its recall mode where that only fills gaps inside the article
-   (list items, subheadings, flattened layout tables: :func:`merge_recall`); both
-   then lose boilerplate lines (:data:`BOILERPLATE_LINE_RE`: "Date modified",
-   "Report a problem on this page", share widgets, breadcrumbs, cookie notices)
-   and flattened menus ("Home \\| News \\| Contact", "Transcript | mp4 | mp3", table rows of
-   many short cells: :func:`is_menu_line`; one item per line between "|" lines:
-   :func:`drop_menu_runs`); finally paragraphs and captions of the article container that
-   trafilatura discarded (embeds, slideshows) are put back (:func:`fill_dom_gaps`). Han-script
-   pages (judged on all visible text when they have no ``<p>``) get their layout tables unwrapped;
+3. main text (:func:`choose_text`): trafilatura's default mode with its readability/jusText
+   fallback, comments extracted apart, the same text plain trafilatura gives; completed by
+   its recall mode where that only fills gaps inside the article (list items, subheadings,
+   flattened layout tables: :func:`merge_recall`) and by the paragraphs, captions and
+   subheadings of the article container it discarded (embeds, slideshows, text after a
+   heading outside any paragraph: :func:`fill_dom_gaps`); boilerplate lines
+   (:data:`BOILERPLATE_LINE_RE`: "Date modified", share widgets, cookie notices, newsletter
+   boxes) and flattened menus (:func:`is_menu_line`, :func:`drop_menu_runs`) removed.
+   A site-family body container (:data:`BODY_CONTAINERS`: TRS CMS ``.TRS_Editor``, GOV.UK
+   ``.gem-c-govspeak``, canada.ca/WET, Drupal ``.field--name-body``) replaces that text only
+   when the two agree (:func:`family_agrees`). No silent loss: a text much smaller than what
+   recall mode finds gives way to recall's when that is article text
+   (:func:`guard_against_loss`), and ``Extraction.extractor`` names the path that produced
+   the text. Han-script pages (judged on all visible text when they have no ``<p>``) get
+   their layout tables unwrapped. A first line repeating the headline is dropped;
 4. headline: the ``<h1>`` when the ``<title>`` or ``og:title`` confirms it, else
    ``og:title`` / TRS ``ArticleTitle`` / the ``<title>`` minus its " | Site name"
    part, else the crawl's title hint;
@@ -51,7 +52,7 @@ from pipelines.encoding import decode_html
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = f"pressarchive-extract/4 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/5 trafilatura/{trafilatura.__version__}"
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -75,11 +76,11 @@ BODY_CONTAINERS = (
     # canada.ca (AEM components inside the WET template)
     "//main//*[contains(concat(' ', normalize-space(@class), ' '), ' cmp-text ')]",
     "//*[contains(concat(' ', normalize-space(@class), ' '), ' mwsbodytext ')]",
-    # Drupal body field (pm.gc.ca and many government Drupal sites)
+    # Drupal body field (pm.gc.ca and many government Drupal sites). WordPress ".entry-content" is
+    # not one: on pages of other sites it marked promotions and excerpts more often than articles,
+    # and trafilatura finds WordPress articles by itself.
     "//*[contains(concat(' ', normalize-space(@class), ' '), ' field--name-body ')]",
     "//*[contains(concat(' ', normalize-space(@class), ' '), ' field-name-body ')]",
-    # WordPress (state.gov, whitehouse.gov and many ministries)
-    "//*[contains(concat(' ', normalize-space(@class), ' '), ' entry-content ')]",
     # canada.ca / WET pages without AEM components: the whole main element, cleaned below
     "//main[@property='mainContentOfPage']",
 )
@@ -89,19 +90,29 @@ MIN_CONTAINER_CJK = 30
 
 # A table cell with more text than this makes its table a layout table.
 LAYOUT_CELL_CHARS = 200
-# Below this, precision-mode output is suspect and balanced mode is tried too.
-SHORT_TEXT_CHARS = 400
-SHORT_TEXT_CJK = 150
-# trafilatura's readability/jusText fallback runs only when its own precision pass finds fewer
-# tokens than this, or less than this share of its recall pass (see trafilatura_text).
-FALLBACK_MIN_TOKENS = 150
-FALLBACK_RECALL_SHARE = 0.8
-# Recall-mode text is merged in only when it fills gaps inside the precision text's span
+# A site-family container replaces trafilatura's text only when the two agree (family_agrees): it
+# holds this share of trafilatura's words, or this share of its own words are in trafilatura's
+# text and it has at least FAMILY_MIN_SHARE as many. A container that matched a footer or a
+# teaser slot must not win.
+FAMILY_AGREEMENT = 0.8
+FAMILY_MIN_SHARE = 0.5
+# ...and when no more than this share of trafilatura's words are sentences of the elements that
+# follow the container (else the article goes on in sibling containers the family class misses).
+FAMILY_TAIL_SHARE = 0.1
+# The no-silent-loss check: chosen text with fewer words than this share of what trafilatura's
+# recall mode finds is a disagreement; recall's text wins when the lines it adds are article
+# text (at least ARTICLE_SHARE of their words in sentences of ARTICLE_LINE_TOKENS words or more,
+# or in lines of ARTICLE_LONG_LINE_TOKENS words), not menus or directories.
+LOSS_SHARE = 0.5
+ARTICLE_SHARE = 0.5
+ARTICLE_LINE_TOKENS = 8
+ARTICLE_LONG_LINE_TOKENS = 25
+# Recall-mode text is merged in only when it fills gaps inside the base text's span
 # with sentence-like lines (or long table rows), never when it only adds text around it.
 RECALL_SENTENCE_SHARE = 0.45
 RECALL_LONG_LINE_TOKENS = 200
 RECALL_SPAN_COVERAGE = 0.9
-# A long recall line (a table flattened to one row) replaces the precision text only when it
+# A long recall line (a table flattened to one row) replaces the base text only when it
 # holds most of it and adds at most half again as much.
 RECALL_TABLE_COVERAGE = 0.7
 RECALL_TABLE_GROWTH = 1.5
@@ -138,7 +149,8 @@ SKIP_TAGS = {"script", "style", "noscript", "template", "form", "button", "nav",
 # class/id words marking widgets inside an otherwise good container.
 BOILERPLATE_ATTR_RE = re.compile(
     r"(^|[\s_-])(share|sharing|social|breadcrumbs?|related|cookie|consent|pagedetails|page-details|"
-    r"report-problem|wb-share|print|toolbar|tags|skip|gc-pagedetails|datemod|feedback)($|[\s_-])",
+    r"report-problem|wb-share|print|toolbar|tags|skip|gc-pagedetails|datemod|feedback|"
+    r"newsletters?|subscribe|subscription|signup|promo|promotion|donate|advert\w*|ads?|sponsored)($|[\s_-])",
     re.IGNORECASE,
 )
 # Whole lines that are site furniture, not release text (checked on short lines only).
@@ -148,6 +160,8 @@ BOILERPLATE_LINE_RE = re.compile(
     r"|share (on|via)\b|follow us|print( this page)?$|email this|back to top|top of page|you are here"
     r"|home\s*[>›»/|]|skip to (main )?content|cookies?\b|we use cookies|this (web)?site uses cookies"
     r"|copyright\b|©|\(c\) ?\d{4}|all rights reserved|版权所有|accept (all )?cookies|related (links|news|articles|content|topics|stories)\b"
+    r"|(subscribe|sign up)( now| today| here)?\W*$|advertisement\W*$|sponsored( content)?\W*$"
+    r"|(sign up|subscribe|register) (for|to) .{0,60}\b(newsletters?|news|e-?mails?|updates|alerts|delivery)\b"
     r"|date de modification|signaler un problème|partager cette page|imprimer"
     r"|letzte änderung|zuletzt aktualisiert|seite (drucken|teilen)|diese seite (drucken|teilen|weiterempfehlen)|nach oben|zum seitenanfang"
     r"|打印本页|打印|关闭窗口|关闭|分享到|返回顶部|【\s*(打印|关闭|大|中|小|字体)"
@@ -227,6 +241,9 @@ class Extraction:
     # (``hints["date_from_url"]``): a source's URL date is checked against it (pipelines/clean.py).
     page_date: str | None = None
     page_date_source: str | None = None
+    # EXTRACTOR_VERSION and the path that produced the text ("... text=trafilatura+recall"; see
+    # MainText): what the archive's ``extractor`` column should hold for this page.
+    extractor: str | None = None
 
     def as_dict(self) -> dict:
         """The documented fields (``pressarchive extract`` prints them); notes and the printed
@@ -306,19 +323,43 @@ _CONTAINERS = tuple((_container_marker(x), etree.XPath(x)) for x in BODY_CONTAIN
 _MARKER_ATTRIBUTES = etree.XPath("//@class | //@id | //@property")
 
 
-def site_family_text(tree) -> str | None:
-    """Main text from a known site-family body container, or None when there is none."""
+def _in_page_chrome(node) -> bool:
+    """Whether an element sits in the page's chrome: a header, footer, navigation, sidebar,
+    form or promotion block."""
+    return any(_is_widget(ancestor) for ancestor in node.iterancestors())
+
+
+def site_family_containers(tree) -> list | None:
+    """The body containers of the first known site family the page has enough text in
+    (outermost matches only: nested ones would repeat text), or None."""
     attributes = " ".join(_MARKER_ATTRIBUTES(tree))
     for marker, xpath in _CONTAINERS:
         if marker not in attributes:
             continue
-        nodes = xpath(tree)
-        # Nested matches (a container inside another) would repeat text: keep outermost only.
+        # A body field inside a header, footer, menu or sidebar (Drupal blocks have body fields
+        # too: a newsletter box, a footer address) is not the article's.
+        nodes = [n for n in xpath(tree) if not _in_page_chrome(n)]
         outer = [n for n in nodes if not any(a in nodes for a in n.iterancestors())]
-        text = "\n".join(container_text(node) for node in outer)
-        if _enough_text(text.strip()):
-            return text
+        if _enough_text("\n".join(container_text(node) for node in outer).strip()):
+            return outer
     return None
+
+
+def site_family_text(tree) -> str | None:
+    """Main text from a known site-family body container, or None when there is none."""
+    containers = site_family_containers(tree)
+    return "\n".join(container_text(node) for node in containers) if containers else None
+
+
+def _text_after(containers: list) -> str:
+    """Visible text of the elements that follow the containers under the same parent (widgets
+    left out): where an article split into sibling containers goes on."""
+    parts = []
+    for container in containers:
+        for sibling in container.itersiblings():
+            if isinstance(sibling.tag, str) and not _is_widget(sibling):
+                parts.append(container_text(sibling))
+    return "\n".join(parts)
 
 
 def _mostly_han(tree) -> bool:
@@ -352,10 +393,13 @@ def unwrap_layout_tables(tree) -> None:
             element.tag = "div"
 
 
-def _trafilatura(tree, url: str | None, precision: bool, recall: bool = False, fast: bool = False) -> str:
+def _trafilatura(tree, url: str | None, recall: bool = False, fallback: bool = True) -> str:
+    """trafilatura's main text. Comments are extracted apart (and not kept): asking for no
+    comments at all makes trafilatura prune every block whose class says "comment" before it
+    looks for the text, and forum answers or whole articles go with them."""
     document = trafilatura.bare_extraction(
-        tree, url=url, favor_precision=precision, favor_recall=recall, include_comments=False, include_tables=True,
-        with_metadata=False, fast=fast,
+        tree, url=url, favor_recall=recall, include_comments=True, include_tables=True, with_metadata=False,
+        fast=not fallback,
     )
     return (document.text or "") if document is not None else ""
 
@@ -364,78 +408,51 @@ def _tokens(text: str) -> list[str]:
     return WORD_RE.findall((text or "").lower())
 
 
-def merge_recall(precise: str, recall: str) -> str:
-    """Precision-mode text, completed by what recall mode finds inside the same article.
+def merge_recall(base: str, recall: str) -> str:
+    """trafilatura's text, completed by what its recall mode finds inside the same article.
 
-    Precision mode drops list items, subheadings and table rows from the middle of
+    The default mode drops list items, subheadings and table rows from the middle of
     plain old pages (CleanEval-style government pages, Chinese table layouts); recall
     mode keeps them but also keeps related-links blocks, comments and footers around
     the article. So recall text is used only when
 
     - a long line of it (a layout table flattened into one row) contains most of the
-      precision text and the whole recall text is at most RECALL_TABLE_GROWTH times
-      longer: the precision text was a fragment of that table; or
-    - its lines between the first and the last precision line (the article span)
-      cover the precision text, and the lines it adds there are mostly sentences or
+      base text and the whole recall text is at most RECALL_TABLE_GROWTH times
+      longer: the base text was a fragment of that table; or
+    - its lines between the first and the last base line (the article span)
+      cover the base text, and the lines it adds there are mostly sentences or
       long rows: the span is returned, and whatever recall adds outside it is not.
     """
-    if not recall or len(_tokens(recall)) < len(_tokens(precise)):
-        return precise
-    kept = set(precise.split("\n"))
+    if not recall or len(_tokens(recall)) < len(_tokens(base)):
+        return base
+    kept = set(base.split("\n"))
     lines = recall.split("\n")
     extra = [line for line in lines if line.strip() and line not in kept]
     if not extra:
-        return precise
-    precise_tokens = Counter(_tokens(precise))
-    total = max(1, sum(precise_tokens.values()))
+        return base
+    base_tokens = Counter(_tokens(base))
+    total = max(1, sum(base_tokens.values()))
     long_lines = [line for line in extra if len(_tokens(line)) >= RECALL_LONG_LINE_TOKENS]
     if long_lines and len(_tokens(recall)) <= RECALL_TABLE_GROWTH * total:
-        overlap = sum((precise_tokens & Counter(_tokens("\n".join(long_lines)))).values())
+        overlap = sum((base_tokens & Counter(_tokens("\n".join(long_lines)))).values())
         if overlap >= RECALL_TABLE_COVERAGE * total:
             return recall
     positions = [i for i, line in enumerate(lines) if line in kept]
     if not positions:
-        return precise
+        return base
     span = lines[min(positions):max(positions) + 1]
     added = [line for line in span if line.strip() and line not in kept]
     if not added:
-        return precise
+        return base
     in_span = set(span)
-    covered = sum(len(_tokens(line)) for line in precise.split("\n") if line in in_span)
+    covered = sum(len(_tokens(line)) for line in base.split("\n") if line in in_span)
     if covered < RECALL_SPAN_COVERAGE * total:
-        return precise
+        return base
     sentences = sum(1 for line in added if SENTENCE_END_RE.search(line))
     long_rows = sum(len(_tokens(line)) for line in added) / len(added) >= RECALL_LONG_LINE_TOKENS
     if sentences / len(added) >= RECALL_SENTENCE_SHARE or long_rows:
         return "\n".join(span)
-    return precise
-
-
-def trafilatura_text(tree, url: str | None) -> str:
-    """trafilatura favouring precision (balanced mode when that leaves almost nothing),
-    completed from its recall mode by :func:`merge_recall`."""
-    han = _mostly_han(tree)
-    if han:
-        unwrap_layout_tables(tree)
-    # trafilatura's fallback comparison (readability, then jusText) costs two thirds of an
-    # extraction. It is run only when trafilatura's own pass looks short: under
-    # FALLBACK_MIN_TOKENS, or under FALLBACK_RECALL_SHARE of what recall mode finds (it missed
-    # part of the article). Never on Han-script pages: jusText's stopword lists are useless on
-    # unsegmented Chinese, and the comparison changed almost nothing there.
-    text = _trafilatura(tree, url, precision=True, fast=True)
-    # Fast mode (no fallback): the recall text only fills gaps.
-    recall = _trafilatura(tree, url, precision=False, recall=True, fast=True)
-    found = len(_tokens(text))
-    if not han and (found < FALLBACK_MIN_TOKENS or found < FALLBACK_RECALL_SHARE * len(_tokens(recall))):
-        text = _trafilatura(tree, url, precision=True)
-    if len(text) < SHORT_TEXT_CHARS and len(CJK_RE.findall(text)) < SHORT_TEXT_CJK:
-        # Precision mode sometimes discards the whole body of short, plain pages.
-        balanced = _trafilatura(tree, url, precision=False, fast=han)
-        if len(balanced) > len(text):
-            text = balanced
-    merged = merge_recall(drop_boilerplate_lines(text), drop_boilerplate_lines(recall))
-    return fill_dom_gaps(tree, merged)
-
+    return base
 
 
 def _block_text(element) -> str:
@@ -444,16 +461,21 @@ def _block_text(element) -> str:
     return " ".join(" ".join(element.xpath(".//text()[not(ancestor::script or ancestor::style)]")).split())
 
 
+def _is_widget(node) -> bool:
+    """A menu, form, sidebar, promotion, comment block or hidden block, by tag, class or id."""
+    if node.tag in GAP_WIDGET_TAGS or _is_boilerplate_element(node):
+        return True
+    if GAP_WIDGET_ATTR_RE.search(f"{node.get('class', '')} {node.get('id', '')}"):
+        return True
+    return "display:none" in (node.get("style") or "").replace(" ", "").lower()
+
+
 def _inside_widget(element, container) -> bool:
     """Whether the element sits in a widget, menu or hidden block below the container."""
     for node in element.iterancestors():
         if node is container:
             return False
-        if node.tag in GAP_WIDGET_TAGS or _is_boilerplate_element(node):
-            return True
-        if GAP_WIDGET_ATTR_RE.search(f"{node.get('class', '')} {node.get('id', '')}"):
-            return True
-        if "display:none" in (node.get("style") or "").replace(" ", "").lower():
+        if _is_widget(node):
             return True
     return False
 
@@ -487,6 +509,16 @@ def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + GAP_SHINGLE]) for i in range(len(tokens) - GAP_SHINGLE + 1)}
 
 
+def _gap_blocks(tree):
+    """(element, text, is_tail) for each block fill_dom_gaps looks at: paragraphs and headings,
+    and the text that follows a heading outside any paragraph (old pages write
+    ``<h3>Title</h3>Text...<p>``: the paragraph is the heading's tail)."""
+    for element in tree.xpath(GAP_BLOCKS_XPATH):
+        yield element, _block_text(element), False
+        if element.tag != "p" and element.tail and element.tail.strip():
+            yield element, " ".join(element.tail.split()), True
+
+
 def fill_dom_gaps(tree, text: str) -> str:
     """Paragraphs and subheadings of the article container that trafilatura dropped.
 
@@ -495,8 +527,10 @@ def fill_dom_gaps(tree, text: str) -> str:
     article go with them. The article container is the deepest element holding (nearly)
     all the extracted paragraphs; its other ``<p>`` blocks with sentence-length text and
     few links, outside widgets (share, related, nav, forms), are put back in document
-    order, and so are its subheadings when article text follows them. Blocks are matched
-    to the text by token shingles, so whitespace and line-break differences do not matter.
+    order, and so are its subheadings when article text follows them. On old pages the
+    container can be ``<body>`` itself, and a paragraph can be the bare text after a heading
+    (:func:`_gap_blocks`). Blocks are matched to the text by token shingles, so whitespace
+    and line-break differences do not matter.
     """
     if not text:
         return text
@@ -505,11 +539,10 @@ def fill_dom_gaps(tree, text: str) -> str:
     for number, line in enumerate(lines):
         for shingle in _shingles(_tokens(line)):
             line_of.setdefault(shingle, number)
-    found: list[tuple] = []  # (element, line number of a matched block or None, value, coverage)
+    found: list[tuple] = []  # (element, line number of a matched block or None, value, coverage, tail)
     weights: Counter = Counter()
     matched_total = 0
-    for element in tree.xpath(GAP_BLOCKS_XPATH):
-        value = _block_text(element)
+    for element, value, tail in _gap_blocks(tree):
         tokens = _tokens(value)
         if not tokens:
             continue
@@ -517,7 +550,7 @@ def fill_dom_gaps(tree, text: str) -> str:
         hits = [line_of[sh] for sh in shingles if sh in line_of]
         coverage = len(hits) / len(shingles)
         line = max(hits) if coverage >= GAP_MATCHED and hits else None
-        found.append((element, line, value, coverage))
+        found.append((element, line, value, coverage, tail))
         if line is not None and len(tokens) >= GAP_SHINGLE:
             matched_total += len(tokens)
             for ancestor in element.iterancestors():
@@ -525,19 +558,19 @@ def fill_dom_gaps(tree, text: str) -> str:
     if not matched_total:
         return text
     container, depth = None, -1
-    for element, line, _, _ in found:
+    for element, line, *_ in found:
         if line is None:
             continue
         for level, ancestor in enumerate(reversed(list(element.iterancestors()))):
             if level > depth and weights[ancestor] >= GAP_CONTAINER_SHARE * matched_total:
                 container, depth = ancestor, level
-    if container is None or container.tag in ("html", "body"):
+    if container is None or container.tag == "html":
         return text
     additions: dict[int, list[str]] = {}
     after = -1
     pending: list[str] = []
     added: set[tuple] = set()
-    for element, line, value, coverage in found:
+    for element, line, value, coverage, tail in found:
         if line is not None:
             after = max(after, line)
         if not any(a is container for a in element.iterancestors()):
@@ -547,12 +580,14 @@ def fill_dom_gaps(tree, text: str) -> str:
                 additions.setdefault(after, []).extend(pending)  # headings before matched text
                 pending = []
             continue
-        if coverage > GAP_NEW or _inside_widget(element, container) or _link_share(element) >= GAP_MAX_LINK_SHARE:
+        if coverage > GAP_NEW or _inside_widget(element, container):
+            continue
+        if not tail and _link_share(element) >= GAP_MAX_LINK_SHARE:
             continue
         shingles = _shingles(_tokens(value))
         if len(shingles & added) >= GAP_DUPLICATE * len(shingles):
             continue  # the same caption or teaser repeated (slideshows, galleries)
-        if element.tag in ("p", "figcaption"):
+        if tail or element.tag in ("p", "figcaption"):
             if _sentence_block(value) or (_is_caption(element, container) and len(_tokens(value)) >= GAP_MIN_TOKENS):
                 additions.setdefault(after, []).extend(pending + [value])
                 pending = []
@@ -636,11 +671,115 @@ def drop_boilerplate_lines(text: str) -> str:
     return "\n".join(drop_menu_runs(lines))
 
 
-def main_text(tree, url: str | None) -> str:
-    text = site_family_text(tree)
-    if text is None:
-        text = trafilatura_text(tree, url)
-    return drop_boilerplate_lines(text)
+def _article_words(lines: list[str]) -> int:
+    """Words of ``lines`` that sit in sentences or long lines (article text), as opposed to
+    menu items, directory entries and link lists."""
+    article = 0
+    for line in lines:
+        count = len(_tokens(line))
+        if count >= ARTICLE_LONG_LINE_TOKENS or (count >= ARTICLE_LINE_TOKENS and SENTENCE_END_RE.search(line)):
+            article += count
+    return article
+
+
+def _article_share(lines: list[str]) -> float:
+    total = sum(len(_tokens(line)) for line in lines)
+    return _article_words(lines) / total if total else 0.0
+
+
+def _shared_words(text: str, other: str) -> int:
+    return sum((Counter(_tokens(text)) & Counter(_tokens(other))).values())
+
+
+@dataclass
+class MainText:
+    """The text kept and the path that produced it (recorded in ``Extraction.extractor``):
+    ``trafilatura`` (its default mode, with its readability/jusText fallback), ``+recall``
+    (gaps filled from its recall mode), ``+gaps`` (blocks of the article container put back),
+    ``family`` (a site-family body container), ``recall`` (recall mode won a disagreement)."""
+
+    text: str
+    path: str
+    note: str | None = None
+
+
+def trafilatura_text(tree, url: str | None, recall: str, han: bool) -> MainText:
+    """trafilatura's default mode, completed from its recall mode (:func:`merge_recall`) and
+    from the article container (:func:`fill_dom_gaps`). No readability/jusText fallback on
+    Han-script pages: jusText's stopword lists are useless on unsegmented Chinese and the
+    comparison made the text worse there."""
+    base = drop_boilerplate_lines(_trafilatura(tree, url, fallback=not han))
+    path = ["trafilatura"]
+    text = merge_recall(base, drop_boilerplate_lines(recall))
+    if text != base:
+        path.append("recall")
+    filled = fill_dom_gaps(tree, text)
+    if filled != text:
+        path.append("gaps")
+    return MainText(drop_boilerplate_lines(filled), "+".join(path))
+
+
+def choose_text(tree, url: str | None) -> MainText:
+    """The page's main text: trafilatura's (:func:`trafilatura_text`), or a site-family body
+    container's when it agrees with it, never much less than what recall mode finds.
+
+    A family container (:data:`BODY_CONTAINERS`) is exact on the sites it was written for,
+    but on a page it was not written for the same class can mark a footer, a teaser or the
+    first part of an article: it replaces trafilatura's text only when the two agree
+    (:func:`family_agrees`). Then, whatever path won, a text holding less than LOSS_SHARE of the words recall
+    mode finds is a disagreement: recall's text is kept when what it adds is article text
+    (sentences, not a menu), and the choice is noted for the crawl log. Han-script pages
+    have their layout tables unwrapped (after the family containers are looked for).
+    """
+    containers = site_family_containers(tree) or []
+    family = drop_boilerplate_lines("\n".join(container_text(node) for node in containers))
+    after = _text_after(containers)
+    han = _mostly_han(tree)
+    if han:
+        unwrap_layout_tables(tree)
+    recall = _trafilatura(tree, url, recall=True, fallback=False)
+    chosen = trafilatura_text(tree, url, recall, han)
+    if containers and family_agrees(family, chosen.text, after):
+        chosen = MainText(family, "family")
+    return guard_against_loss(chosen, drop_boilerplate_lines(recall))
+
+
+def family_agrees(family: str, text: str, after: str = "") -> bool:
+    """Whether a family container holds the same article as trafilatura's text: most of that
+    text (the container adds captions, tables...), or a tighter cut of it (the text without
+    the headline, lede and related links) that is neither a fragment of it nor its first part
+    only: when trafilatura's text goes on, in sentences, in the elements that follow the
+    container (``after``), the article is split into sibling containers the class misses."""
+    shared, found, held = _shared_words(family, text), len(_tokens(text)), len(_tokens(family))
+    if shared >= FAMILY_AGREEMENT * found:
+        return True
+    if shared < FAMILY_AGREEMENT * held or held < FAMILY_MIN_SHARE * found:
+        return False
+    continued = [line for line in after.split("\n") if _article_words([line])]
+    return _shared_words("\n".join(continued), text) <= FAMILY_TAIL_SHARE * found
+
+
+def guard_against_loss(chosen: MainText, recall: str) -> MainText:
+    """Recall mode's text instead of a chosen text that lost most of the article."""
+    found, wider = len(_tokens(chosen.text)), len(_tokens(recall))
+    if found >= LOSS_SHARE * wider:
+        return chosen
+    kept = set(chosen.text.split("\n"))
+    if _article_share([line for line in recall.split("\n") if line not in kept]) < ARTICLE_SHARE:
+        return chosen
+    note = (f"main text from trafilatura's recall mode ({wider} words): the {chosen.path} text "
+            f"held only {found}")
+    return MainText(recall, "recall", note)
+
+
+def drop_repeated_headline(text: str, title: str | None) -> str:
+    """The text without a first line that only repeats the headline (stored apart as ``title``;
+    trafilatura keeps the ``<h1>`` as the first line of the body). A text that is nothing but
+    the headline is left alone."""
+    first, _, rest = text.partition("\n")
+    if title and rest.strip() and _fold(first) == _fold(title):
+        return rest
+    return text
 
 
 # --- headline -----------------------------------------------------------------------------
@@ -801,12 +940,14 @@ def extract(
         logger.warning("unparseable page: %s", url)
         return Extraction(_clean((hints or {}).get("title")) or None, "", None, None, None, encoding, None)
     title = find_title(tree, (hints or {}).get("title"))
-    text = main_text(tree, url)
+    main = choose_text(tree, url)
+    text = drop_repeated_headline(main.text, title)
     language = detect_language(tree, text, title, languages)
-    notes: list[str] = []
+    notes: list[str] = [main.note] if main.note else []
     finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=title)
     published, date_source = finder.best(hints, notes)
-    result = Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url), notes)
+    result = Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url), notes,
+                        extractor=f"{EXTRACTOR_VERSION} text={main.path}")
     if (hints or {}).get("date_from_url"):
         printed = finder.printed()
         if printed:

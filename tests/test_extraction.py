@@ -3,7 +3,9 @@
 Fixture pages in tests/pages/ were written for these tests, mirroring real government
 markup (TRS CMS embassy pages, canada.ca/WET, a Drupal pm.gc.ca-like page, GOV.UK,
 WordPress state.gov, a German ministry); tests/pages/gold.json holds what each must give.
-Offline; every fetch date is fixed.
+tests/pages/shape_*.html mirror the markup shapes on which pages never seen before lost
+their text (issue 20). Offline; every fetch date is fixed. When ../shared is present, a
+sample of its two extraction corpora is a quality gate too (skipped in CI).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ FETCHED = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 # Quality-gate floors over the fixture pages (like trafilatura's tests/eval_gate.py).
 # Raise them when extraction improves; a drop below them is a regression.
-MIN_MEAN_F1 = 0.97
-MIN_PAGE_F1 = 0.90
+MIN_MEAN_F1 = 0.99
+MIN_PAGE_F1 = 0.95
 MIN_TITLE_ACCURACY = 1.0
 MIN_DATE_ACCURACY = 1.0
 
@@ -87,8 +89,17 @@ def test_text_is_one_paragraph_per_line():
 
 def test_as_dict_has_contract_keys():
     assert set(run("govuk_news.html").as_dict()) == {
-        "title", "text", "published", "date_source", "language", "encoding", "canonical_url"
+        "title", "text", "published", "date_source", "language", "encoding", "canonical_url", "extractor",
     }
+
+
+@pytest.mark.parametrize("name, path", [
+    ("govuk_news.html", "family"),  # a catalogued site family's body container
+    ("german_ministry.html", "trafilatura"),
+    ("us_blog_embedded_captions.html", "trafilatura+gaps"),
+])
+def test_extractor_names_the_path_that_produced_the_text(name, path):
+    assert run(name).extractor == f"{EXTRACTOR_VERSION} text={path}"
 
 
 def test_extractor_version_names_trafilatura():
@@ -377,3 +388,197 @@ def test_han_page_without_paragraphs_or_body_is_recognised():
     english = ("<table><tr><td>The council met today to discuss the budget.</td></tr></table><hr>"
                "<table><tr><td>Copyright</td></tr></table>")
     assert not _mostly_han(parse_html(english))
+
+
+# --- failure shapes of pages never seen before (issue 20) -----------------------------------
+# Each fixture mirrors a markup shape on which an extractor stored a banner, a footer address
+# or a fragment instead of the page's text (tests/pages/shape_*.html, written for these tests).
+# The main text must be kept whole: every one of its sentences, in the stored text.
+
+SHAPES = {
+    # A Drupal "callout" paragraph (its own body field) inside the article, before the text.
+    "shape_newsletter_box_before_text.html": (
+        "https://transport.example.gov/news/2023/09/minister-welcomes-agreement-inland-waterway-safety",
+        ["The Minister of Transport today welcomed the agreement reached by the river commission",
+         "every passenger vessel longer than twenty metres will carry an automatic identification transponder",
+         "Rivers do not stop at borders, and neither should the rules that keep passengers safe",
+         "The commission will review the rules after two seasons",
+         "will be published in the official journals of each of them."],
+        ["check your life jacket", "get our press releases by email"]),
+    # The body field holds the first part; the statement goes on in sibling paragraph containers.
+    "shape_article_in_sibling_containers.html": (
+        "https://environment.example.gov/news/2022/03/government-sets-out-plan-to-restore-coastal-wetlands",
+        ["published a ten-year plan to restore 40,000 hectares of coastal wetlands",
+         "Salt marshes and mudflats store carbon",
+         "Wetlands are our cheapest flood defence",
+         "The first twelve sites will be chosen by the end of the year",
+         "Landowners will be paid for each hectare returned to the tide",
+         "Progress will be reported to Parliament every two years"],
+        ["Read more: River water quality report", "Terms and conditions"]),
+    # A service page: the content is a list of linked services, each with one line of description.
+    "shape_service_page_link_list.html": (
+        "https://examplia-embassy.example.org/en/consular/",
+        ["Appointments are required for every service except emergencies",
+         "Passports", "Apply for a first passport, renew an expired one",
+         "Visas for foreign nationals", "Births, marriages and deaths", "Notarial acts and legalisation",
+         "Voting from abroad", "Help in an emergency", "call the duty officer at any hour",
+         "Fees are payable by debit card only."],
+        ["All rights reserved", "Opening hours"]),
+    # A listing page: date, linked headline and summary per release.
+    "shape_listing_page.html": (
+        "https://mfa.example.gov/en/press",
+        ["Minister meets her counterpart from the Northern Republic", "energy cooperation",
+         "Statement on the earthquake in the eastern provinces", "New consulate general opens",
+         "Travel advice updated for the coastal region", "Joint statement on the trade and investment dialogue",
+         "to meet again in the autumn."],
+        ["Privacy statement"]),
+    # Drupal Layout Builder: the text is a field in a layout region; the only "body" fields on the
+    # page are a site alert block and a footer address block.
+    "shape_drupal_body_in_layout_region.html": (
+        "https://foodsafety.example.gov/en/news/2021/11/agency-publishes-annual-report-food-safety-inspections",
+        ["published its annual report on the inspections carried out in restaurants",
+         "Inspectors visited 18,400 establishments", "Most breaches concerned the cold chain",
+         "The figures show that regular, unannounced visits work",
+         "tested 9,000 samples for allergens that were not declared on the label."],
+        ["25 Example Avenue", "Planned maintenance"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_failure_shape_keeps_the_main_text(name):
+    url, sentences, boilerplate = SHAPES[name]
+    result = extract((PAGES / name).read_bytes(), url, fetched_at=FETCHED)
+    missing = [sentence for sentence in sentences if sentence not in result.text]
+    assert not missing, (result.extractor, result.text)
+    for snippet in boilerplate:
+        assert snippet not in result.text
+
+
+def test_footer_body_field_never_stands_for_the_article():
+    # The footer block's body field is page chrome; the site alert's is not the article.
+    from pipelines.extraction import parse_html, site_family_text
+
+    page = (PAGES / "shape_drupal_body_in_layout_region.html").read_text(encoding="utf-8")
+    family = site_family_text(parse_html(page))
+    assert "Planned maintenance" in family and "25 Example Avenue" not in family
+    assert run_page("shape_drupal_body_in_layout_region.html").extractor.endswith("text=trafilatura")
+
+
+def run_page(name: str) -> Extraction:
+    return extract((PAGES / name).read_bytes(), SHAPES[name][0], fetched_at=FETCHED)
+
+
+ARTICLE = ("The minister opened the new bridge over the river this morning, after four years of work. "
+           "It carries two lanes of traffic and a cycle path, and replaces a ferry that ran since 1950. ")
+
+
+@pytest.mark.parametrize("family, agrees", [
+    (ARTICLE * 3, True),  # the same article
+    (ARTICLE * 3 + "Photo: the bridge at dawn, seen from the old ferry landing on the north bank.", True),
+    (ARTICLE * 2, True),  # a tighter cut: trafilatura's text had a lede besides
+    ("Contact us: 25 Example Avenue, Capital City. Open Monday to Friday from 08:30 to 16:30.", False),
+    (ARTICLE, False),  # a third of the article: a fragment
+])
+def test_family_container_must_agree_with_trafilatura(family, agrees):
+    from pipelines.extraction import family_agrees
+
+    text = ARTICLE * 3
+    assert family_agrees(family, text) is agrees
+
+
+def test_family_container_that_is_the_first_part_of_a_split_article_loses():
+    from pipelines.extraction import family_agrees
+
+    text = "\n".join([ARTICLE] * 2 + ["The bridge will be lit at night by solar-powered lamps along the path."] * 2)
+    assert family_agrees("\n".join([ARTICLE] * 2), text)
+    assert not family_agrees("\n".join([ARTICLE] * 2), text, after="The bridge will be lit at night by "
+                                                                  "solar-powered lamps along the path.")
+
+
+def test_recall_text_wins_when_the_chosen_text_lost_the_article():
+    from pipelines.extraction import MainText, guard_against_loss
+
+    banner = MainText("Subscribe to our weekly briefing for the latest statements.", "family")
+    recall = "\n".join(["Subscribe to our weekly briefing for the latest statements."] + [ARTICLE] * 6)
+    kept = guard_against_loss(banner, recall)
+    assert (kept.text, kept.path) == (recall, "recall")
+    assert "recall mode" in kept.note and "family" in kept.note
+
+
+def test_recall_text_does_not_win_with_a_menu_or_a_directory():
+    from pipelines.extraction import MainText, guard_against_loss
+
+    chosen = MainText(ARTICLE, "trafilatura")
+    menu = "\n".join([ARTICLE] + [f"Department of {name}" for name in ("Health", "Trade", "Justice", "Defence",
+                                                                      "Education", "Transport")] * 8)
+    assert guard_against_loss(chosen, menu) is chosen
+
+
+def test_body_field_holding_other_text_never_replaces_the_article():
+    article = "".join(f"<p>{ARTICLE}</p>" for _ in range(6))
+    page = (f"<html><head><title>Bridge opened</title></head><body><div class='field field--name-body'>"
+            f"<p>Follow the ministry on social media for updates on road works and closures.</p>"
+            f"<p>Our offices are open from Monday to Friday, 08:30 to 16:30, except public holidays.</p></div>"
+            f"<div class='node__content'>{article}</div></body></html>")
+    result = extract(page, "https://example.gov/news/bridge", fetched_at=FETCHED)
+    assert result.text.count("replaces a ferry that ran since 1950") == 6
+    assert "text=family" not in result.extractor
+
+
+def test_repeated_headline_is_dropped_from_the_text_only():
+    from pipelines.extraction import drop_repeated_headline
+
+    assert drop_repeated_headline("Bridge opened\nThe minister opened it.", "Bridge Opened") == "The minister opened it."
+    assert drop_repeated_headline("Bridge opened", "Bridge opened") == "Bridge opened"  # nothing else: kept
+    assert drop_repeated_headline("Intro.\nBridge opened", "Bridge opened") == "Intro.\nBridge opened"
+
+
+# --- quality gate on the shared corpora ------------------------------------------------------
+# The corpora live outside the repository (../shared, absent in CI): every tenth page of the
+# tuned corpus and of corpus-wide (never tuned on page by page), scored with the shared scorer
+# against plain trafilatura on the same bytes. Floors: a little under the figures measured on
+# these samples (README, "Extraction quality"); the full corpora: benchmarks/extraction.py.
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS_FLOORS = {  # corpus -> (F1 floor, page sample step)
+    "corpus": (0.96, 10),
+    "corpus-wide": (0.88, 10),
+}
+
+
+def _shared_scorer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("score_extraction", SHARED / "tools" / "score_extraction.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not (SHARED / "tools" / "score_extraction.py").is_file(), reason="../shared is absent (CI)")
+@pytest.mark.parametrize("corpus", sorted(CORPUS_FLOORS))
+def test_corpus_quality_gate(corpus):
+    import gzip
+
+    import trafilatura
+
+    scorer, (floor, step) = _shared_scorer(), CORPUS_FLOORS[corpus]
+    manifest = SHARED / corpus / "manifest.jsonl"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} is absent")
+    pages = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = {"project": [], "trafilatura": []}
+    for page in pages[::step]:
+        if not page.get("gold_text"):
+            continue
+        body = gzip.decompress((manifest.parent / page["file"]).read_bytes())
+        ours = extract(body, page.get("url"), fetched_at=datetime.now(timezone.utc))
+        plain = trafilatura.bare_extraction(body, url=page.get("url"), with_metadata=True)
+        for name, text in (("project", ours.text), ("trafilatura", plain.text if plain else "")):
+            rows[name].append(dict(scorer.score_page(page, {"text": text}), status="ok", seconds=0))
+    ours, plain = (scorer.aggregate(rows[name])["f1"] for name in ("project", "trafilatura"))
+    losses = [(p["recall"], t["recall"]) for p, t in zip(rows["project"], rows["trafilatura"])
+              if p["recall"] < 0.3 and t["recall"] >= 0.7]
+    assert ours >= floor, (ours, plain)
+    assert ours >= plain, (ours, plain)
+    assert not losses
