@@ -63,6 +63,21 @@ def _child_text(node, *names: str) -> str | None:
     return None
 
 
+def _categories(node) -> str | None:
+    """Every category of a feed item, joined by " | " (RSS ``<category>`` text, Atom ``term``/``label``).
+
+    A statement is often filed under several ("News", "Readouts"): the type rules
+    (pipelines/statement_type.py) look at all of them.
+    """
+    names = []
+    for child in node:
+        if _local(child.tag) == "category":
+            name = (child.text or "").strip() or (child.get("label") or child.get("term") or "").strip()
+            if name and name not in names:
+                names.append(name)
+    return " | ".join(names)[:500] or None
+
+
 def parse_date(value: str | None) -> str | None:
     """A feed or sitemap date (RFC 822 or ISO 8601) as YYYY-MM-DD, else None."""
     if not value:
@@ -140,8 +155,7 @@ def parse_feed(body: bytes, base_url: str) -> list[FeedEntry]:
                 date=date,
                 summary=_child_text(node, "description", "summary"),
                 updated=updated if updated and updated != date else None,
-                category=_child_text(node, "category") or next(
-                    (c.get("term") for c in node if _local(c.tag) == "category" and c.get("term")), None),
+                category=_categories(node),
             )
         )
     return entries

@@ -22,7 +22,10 @@ TITLE_RULES = (
                           r"\bbriefing by\b|记者会|答记者问|发言人.{0,6}(?:答|表示|谈话)|conférence de presse|pressekonferenz")),
     ("readout", r"\breadout\b|\bcall with\b|\bspeaks with\b|通电话|compte rendu"),
     ("speech", r"\bspeech\b|\bremarks (?:by|at|to)\b|\baddress (?:by|to|at)\b|\bkeynote\b|讲话|致辞|演讲|discours|\brede\b"),
-    ("notice", r"\bnotice\b|\badvisory\b|\breminder\b|通知|公告|提醒|\bavis\b|hinweis"),
+    # "advisory" as a noun ("Media advisory", "Travel advisory: ...", "Advisory - ..."), not the
+    # adjective of a body ("Advisory Council on Youth", "advisory board")
+    ("notice", (r"\bnotice\b|\b(?:media|press|travel|health|security|safety|weather|public) advisory\b|"
+                r"^\s*advisory\b|\badvisory\s*[:\-–]|\breminder\b|通知|公告|提醒|\bavis\b|hinweis")),
     ("statement", r"\bstatement\b|声明|déclaration|erklärung"),
     ("press_release", r"press release|news release|新闻稿|communiqué de presse|pressemitteilung"),
 )
@@ -38,7 +41,7 @@ URL_RULES = (
 CATEGORY_RULES = (
     ("readout", r"readout"), ("speech", r"speech|remarks"), ("joint_statement", r"joint"),
     ("press_conference", r"briefing|press conference"), ("statement", r"statement"),
-    ("notice", r"advisory|notice"), ("press_release", r"release|news"),
+    ("notice", r"advisor(?:y|ies)|notice"), ("press_release", r"release|news"),
 )
 
 

@@ -48,6 +48,27 @@ def site_server() -> Callable[..., SiteServer]:
         server.stop()
 
 
+def run_cli(args, cwd, timeout: float = 180, env: dict | None = None):
+    """``python -m crawler ARGS`` in a child process from ``cwd``, as a user runs it.
+
+    Twisted's reactor cannot restart inside pytest, so crawls run in a child. The
+    child gets this process's environment (``env`` entries added), text output and
+    ``timeout`` seconds; the CompletedProcess is returned whatever the exit code.
+    """
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "crawler", *map(str, args)], check=False, cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    """The CLI runner (:func:`run_cli`): ``cli(["crawl", "--sources", path], tmp_path)``."""
+    return run_cli
+
+
 @pytest.fixture
 def fixture_servers(site_server) -> dict[str, SiteServer]:
     """All four fixture sites, started; keys are the site directory names."""

@@ -378,7 +378,7 @@ class ReleasesSpider(scrapy.Spider):
                 continue
             tally.match()
             self._stat(source.id, "discovered")
-            hints = {"title": entry.title, "summary": entry.summary}
+            hints = {"title": entry.title, "summary": entry.summary, "category": entry.category}
             if entry.date:
                 hints.update(date=entry.date, date_source="feed")
             seen = self._known_since(source, entry.url)
