@@ -111,8 +111,39 @@ def generated_archive(tmp_path_factory):
     The four generated sites (~2,400 releases, sitemap discovery) are served by
     ``SiteServer`` on 127.0.0.1 and crawled by ``python -m crawler crawl`` in a child
     process, as tests/test_crawl.py does (WARC capture on, as a user runs it). Built once
-    per session: ~35 s on 2 cores (printed with ``-s``, kept in ``build_seconds``).
+    per test run: ~35 s on 2 cores (printed with ``-s``, kept in ``build_seconds``). Under
+    pytest-xdist the first worker to need it builds it in the run's shared temporary
+    folder while the others wait on a lock, then every worker reads the same file (no test
+    writes to it: those that need to write work on a copy).
     """
+    import fcntl
+    import json
+    import os
+    import subprocess
+
+    import gensite
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "generated-archive"
+    done = root / "built.json"
+    with open(shared / "generated-archive.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            root.mkdir(exist_ok=True)
+            built = _build_generated_archive(root)
+            done.write_text(json.dumps(built), encoding="utf-8")
+    built = json.loads(done.read_text(encoding="utf-8"))
+    assert built["returncode"] == 0, built["stderr"][-5000:]
+    crawl = subprocess.CompletedProcess(built["args"], built["returncode"], built["stdout"], built["stderr"])
+    archive = GeneratedArchive(root / "archive.db", gensite.load(root), built["bases"], built["seconds"], crawl)
+    print(f"\ngenerated_archive: {len(archive.site.releases)} releases generated and crawled in "
+          f"{archive.build_seconds:.1f} s ({archive.path})")
+    return archive
+
+
+def _build_generated_archive(root: Path) -> dict:
+    """Write the generated sites under ``root``, serve them and crawl them into ``root/archive.db``."""
     import os
     import subprocess
     import sys
@@ -121,7 +152,6 @@ def generated_archive(tmp_path_factory):
     import gensite
 
     started = time.monotonic()
-    root = tmp_path_factory.mktemp("gensite")
     site = gensite.build(root)
     servers = {}
     for key, folder in site.sites.items():
@@ -132,21 +162,15 @@ def generated_archive(tmp_path_factory):
         root_dir = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root_dir, os.environ.get("PYTHONPATH")]))}
         env["PRESSARCHIVE_NOW"] = "2026-01-15T12:00:00Z"  # every generated date is before it
-        db = root / "archive.db"
-        result = subprocess.run(
-            [sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", str(db),
-             "--log-level", "WARNING"],
-            cwd=root, env=env, capture_output=True, text=True, timeout=600,
-        )
+        args = [sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", str(root / "archive.db"),
+                "--log-level", "WARNING"]
+        result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         bases = {key: server.base_url for key, server in servers.items()}
     finally:
         for server in servers.values():
             server.stop()
-    assert result.returncode == 0, result.stderr[-5000:]
-    archive = GeneratedArchive(db, site, bases, time.monotonic() - started, result)
-    print(f"\ngenerated_archive: {len(site.releases)} releases generated and crawled in "
-          f"{archive.build_seconds:.1f} s ({db})")
-    return archive
+    return {"args": args, "returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr,
+            "bases": bases, "seconds": time.monotonic() - started}
 
 
 class GeneratedArchive:

@@ -1004,6 +1004,12 @@ def build(root: Path, seed: int = SEED) -> GeneratedSite:
     return GeneratedSite(root, sites, template, releases)
 
 
+def load(root: Path, seed: int = SEED) -> GeneratedSite:
+    """The GeneratedSite ``build(root, seed)`` wrote earlier (another test process's), without writing."""
+    root = Path(root)
+    return GeneratedSite(root, {key: root / "sites" / key for key in SOURCES}, root / "sources.toml", plan(seed))
+
+
 def summary(releases: list[Release]) -> dict:
     """Planted counts: how many releases carry each flag."""
     counts = {name: sum(1 for r in releases if r.flags.get(name)) for name in PLANTED}
