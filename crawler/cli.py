@@ -313,7 +313,7 @@ def source_json(source) -> dict:
 def sources_check(source_ids, sources_file, contact, archive_path):
     """Fetch each source's discovery endpoints for real and fetch one sample release.
 
-    Reports per source: reachable, releases discovered, newest date, and the
+    SOURCE_IDS: the sources to check (default: every enabled source). Reports per source: reachable, releases discovered, newest date, and the
     sample's title, date and text length. Exit code 1 when a source looks
     broken (unreachable, nothing discovered, or a sample without text) or
     drifts (links that no longer match article_pattern, shown with a few of
@@ -397,6 +397,7 @@ def _check_problem(run, sample, late=None) -> str | None:
 def extract(file, url, charset):
     """Print title, text, date and language extracted from a saved page (HTML or PDF), as JSON.
 
+    FILE is the page as saved from the site (raw bytes: its encoding is detected as in a crawl).
     Exit codes: 0 text found; 1 a page, but no main text in it (the JSON is
     still printed: title and date help to write selectors); 2 not a page at
     all (empty, or binary data such as an image or an archive).

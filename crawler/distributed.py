@@ -129,11 +129,9 @@ class SharedPolitenessMiddleware:
         if lease:
             record = {"worker": self.worker, "request": request.to_dict(spider=self.crawler.spider)}
             self.server.hset(LEASES_KEY, lease, pickle.dumps(record))
-        return None
 
     def process_exception(self, request, exception):
         release(self.server, lease_id(request))
-        return None
 
 
 def lease_id(request) -> str | None:
