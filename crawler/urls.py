@@ -8,11 +8,11 @@ Scrapy's FTP handler wait on a server that does not speak FTP.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 TRACKING_PARAMS = {
     "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "_gl", "igshid",
-    "yclid", "spm", "from", "share", "ref_src", "cmpid",
+    "yclid", "spm", "from", "share", "ref_src", "cmpid", "_hsenc", "_hsmi",
 }
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "wt.", "__hs")
 
@@ -36,16 +36,17 @@ def normalise_url(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     port = parts.port
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     path = parts.path or "/"
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if not is_tracking_param(k)]
-    if len(kept) != len(pairs):
-        # Re-encode only when something was dropped, so ordinary URLs keep their exact bytes.
-        query = urlencode(kept, doseq=True)
+    # Tracking parameters are dropped piece by piece: the pieces kept keep their exact bytes
+    # (re-encoding them would turn %20 into +, add "=" to a bare key...: two keys for one release).
+    pieces = parts.query.split("&") if parts.query else []
+    kept = [piece for piece in pieces if piece and not is_tracking_param(unquote_plus(piece.split("=", 1)[0]))]
+    query = "&".join(kept) if len(kept) != len(pieces) else parts.query
     return urlunsplit((scheme, host, path, query, ""))
 
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timezone
+from urllib.parse import urlsplit
 
 from lxml import etree
 
@@ -100,8 +101,9 @@ DATE_PATTERNS = (
     ("era", re.compile(r"(?P<era>令和|平成|昭和)\s*(?P<y>\d{1,2}|元)\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日")),
     # 2017-06-22, 2017/06/22, 2017.06.22 (optionally followed by a time)
     ("ymd", re.compile(r"(?<!\d)" + Y + r"(?P<sep>[-/.])(?P<m>[01]?\d)(?P=sep)(?P<d>[0-3]?\d)(?!\d)")),
-    # 22.06.2017, 22/06/2017, 22-06-2017
-    ("dmy", re.compile(r"(?<![\d.])(?P<d>[0-3]?\d)(?P<sep>[./-])(?P<m>[01]?\d)(?P=sep)" + Y + r"(?!\d)")),
+    # 22.06.2017, 22/06/2017, 22-06-2017, and US 06/22/2017 (which of the two is the day:
+    # _match_to_date, by the value and the page's convention)
+    ("dmy", re.compile(r"(?<![\d.])(?P<d>[0-3]?\d)(?P<sep>[./-])(?P<m>[0-3]?\d)(?P=sep)" + Y + r"(?!\d)")),
     # 22 June 2017, 22. Juni 2017, 1er juin 2017, 22 de junio de 2017
     ("dMy", re.compile(r"(?<!\d)(?P<d>[0-3]?\d)(?:st|nd|rd|th|er|\.)?\s*(?:de\s+)?(?P<mon>" + MONTH_ALT
                        + r")\.?,?\s+(?:de\s+)?" + Y + r"(?!\d)", re.IGNORECASE)),
@@ -183,6 +185,28 @@ def parse_date_value(value: str | None) -> date | None:
     return found[0][1] if found else None
 
 
+# English-language sites of countries that write 22/06/2017 (day first); other English sites,
+# US ones above all (.gov, .mil, .us and most .com), write 06/22/2017.
+DAY_FIRST_TLDS = frozenset([
+    "uk", "au", "nz", "ie", "in", "za", "sg", "hk", "pk", "ng", "ke",
+    "my", "mt", "cy", "gh", "lk", "bd", "jm", "tt",
+])
+
+
+def day_first(language: str | None, url: str) -> bool:
+    """Whether a numeric date such as 03/04/2019 on this page puts the day first.
+
+    Every language but English does. English does on sites of countries that write
+    day-first (by the host's country-code domain: gov.uk, gov.au, gov.in, ...), not on US
+    sites or generic domains, where 03/04/2019 is March 4. A value that can only be read
+    one way (06/22/2017) is read that way whatever the convention.
+    """
+    if language != "en":
+        return True
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    return host.rsplit(".", 1)[-1] in DAY_FIRST_TLDS
+
+
 class DateFinder:
     """Collects date candidates from one parsed page; :meth:`best` applies the precedence."""
 
@@ -191,7 +215,7 @@ class DateFinder:
         self.tree = tree
         self.url = url or ""
         self.fetched_on = fetched_on
-        self.day_first = language != "en" or ".gov/" in self.url or self.url.endswith(".gov")
+        self.day_first = day_first(language, self.url)
         self.headline = headline
 
     def _ok(self, value: date | None) -> date | None:
@@ -360,5 +384,6 @@ def find_published(tree, url: str | None, *, fetched_at: datetime, hints: dict |
                    language: str | None = None, headline: str | None = None,
                    notes: list | None = None) -> tuple[str | None, str | None]:
     """Publication date (YYYY-MM-DD) and its source for a parsed page; see the module docstring."""
-    finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=headline)
+    fetched_on = (fetched_at.astimezone(timezone.utc) if fetched_at.tzinfo else fetched_at).date()
+    finder = DateFinder(tree, url, fetched_on=fetched_on, language=language, headline=headline)
     return finder.best(hints, notes)

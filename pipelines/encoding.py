@@ -55,6 +55,7 @@ CODEC_ALIASES = {
     "gb_2312-80": "gb18030",
     "cp936": "gb18030",
     "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",  # what codecs.lookup names every other ISO-8859-1 label (l1, cp819, ...)
     "latin-1": "cp1252",
     "latin1": "cp1252",
     "us-ascii": "cp1252",

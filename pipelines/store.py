@@ -450,7 +450,9 @@ class ArchiveWriter(Preparer):
         return ("unchanged" if restored else outcome), release_id, restored
 
     def _status(self, url):
-        row = self.db.execute("select status from releases where url = ?", [url]).fetchone()
+        # under either scheme, as history.apply_release finds the row
+        row = self.db.execute("select status from releases where url in (?, ?) order by id limit 1",
+                              [url, scheme_twin(url)]).fetchone()
         return row[0] if row else None
 
     def finish_run(self, run_row: int, source_id: str, counts: dict, status: str, message: str | None,
