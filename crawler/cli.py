@@ -224,7 +224,7 @@ def crawl(source_ids, sources_file, db_path, contact, log_level, log_file, backf
     if seed and not redis_url:
         fail("--seed needs --redis URL")
     if redis_url:
-        from crawler.distributed import redis_overrides
+        from crawler.middlewares.distributed import redis_overrides
 
         overrides.update(redis_overrides(redis_url, seed, idle_exit))
     code = crawl_sources(selected, db_path, contact=contact, log_level=log_level, log_file=log_file,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from crawler.distributed import ITEMS_KEY, PROCESSING_KEY, connect
+from crawler.middlewares.distributed import ITEMS_KEY, PROCESSING_KEY, connect
 from crawler.items import EntryFetch
 from crawler.sources import Source
 from pipelines.queue import decode

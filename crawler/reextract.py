@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from crawler.clock import now
-from crawler.warc import read_record
+from crawler.middlewares.warc import read_record
 from pipelines import history, search_index
 from pipelines.clean import NoText, clean_page
 from pipelines.encoding import decode_notes

@@ -13,7 +13,7 @@ the incremental settings ``PRESSARCHIVE_BACKFILL``, ``PRESSARCHIVE_RECHECK_HOURS
 ``PRESSARCHIVE_MAX_RECHECKS``, and the PDF attachment settings ``PRESSARCHIVE_FOLLOW_PDFS``,
 ``PRESSARCHIVE_MAX_ATTACHMENTS``, ``PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN``.
 
-Reaching only what may be reached (crawler/ssrf.py, ``SSRF_PROTECTION``): http(s) only,
+Reaching only what may be reached (crawler/middlewares/ssrf.py, ``SSRF_PROTECTION``): http(s) only,
 redirects within a source's domains, non-public addresses only at the origins (scheme,
 host, port) a source's own URLs name.
 """
@@ -46,7 +46,7 @@ AUTOTHROTTLE_MAX_DELAY = 60.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 EXTENSIONS = {
     "scrapy.extensions.throttle.AutoThrottle": None,
-    "crawler.throttle.SourceAwareAutoThrottle": 0,
+    "crawler.middlewares.throttle.SourceAwareAutoThrottle": 0,
     "scrapy.extensions.telnet.TelnetConsole": None,
     # Scrapy 2.19's RemoteControl runs Python code sent to it over HTTP (on localhost, with a
     # token in a job file): nothing a crawl of untrusted sites should carry. Off twice over.
@@ -58,7 +58,7 @@ RETRY_ENABLED = True
 RETRY_TIMES = 2
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 # A 429/503 with Retry-After is retried no sooner than asked, and its host is held meanwhile
-# (crawler/retry.py); a longer demand than this many seconds gives up on that URL for the run.
+# (crawler/middlewares/retry.py); a longer demand than this many seconds gives up on that URL for the run.
 RETRY_AFTER_MAX = 300
 DOWNLOAD_TIMEOUT = 30
 URLLENGTH_LIMIT = 2048  # crawler/sources.py MAX_URL_CHARS: a longer URL is neither a release nor a listing
@@ -73,17 +73,17 @@ COOKIES_ENABLED = False
 DOWNLOADER_MIDDLEWARES = {
     # Refuses non-http(s) URLs, off-site redirects and loopback/private/link-local targets (but the
     # origins a source's own URLs name), before offsite (50) and robots.txt (100): no connection is made.
-    "crawler.ssrf.SSRFProtectionMiddleware": 40,
-    # robots.txt answering 5xx/429 = the whole site disallowed for the run (RFC 9309), crawler/robots.py.
+    "crawler.middlewares.ssrf.SSRFProtectionMiddleware": 40,
+    # robots.txt answering 5xx/429 = the whole site disallowed for the run (RFC 9309), crawler/middlewares/robots.py.
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
-    "crawler.robots.StrictRobotsTxtMiddleware": 100,
-    # Retries that honour Retry-After on 429/503 (crawler/retry.py).
+    "crawler.middlewares.robots.StrictRobotsTxtMiddleware": 100,
+    # Retries that honour Retry-After on 429/503 (crawler/middlewares/retry.py).
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    "crawler.retry.RetryAfterMiddleware": 550,
-    "crawler.warc.WarcCaptureMiddleware": 950,
+    "crawler.middlewares.retry.RetryAfterMiddleware": 550,
+    "crawler.middlewares.warc.WarcCaptureMiddleware": 950,
 }
 SSRF_PROTECTION = True
-# Only http(s) is ever fetched (crawler/ssrf.py refuses other schemes too): no FTP handler to wait
+# Only http(s) is ever fetched (crawler/middlewares/ssrf.py refuses other schemes too): no FTP handler to wait
 # forever on a server that does not speak FTP, no s3://, file:// or data: reads.
 DOWNLOAD_HANDLERS = {"ftp": None, "s3": None, "file": None, "data": None}
 WARC_ENABLED = True

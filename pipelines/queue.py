@@ -17,7 +17,7 @@ import json
 from scrapy import signals
 
 from crawler.clock import now_iso
-from crawler.distributed import ITEMS_KEY, connect, release
+from crawler.middlewares.distributed import ITEMS_KEY, connect, release
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 
 TYPES = {ReleaseItem: "release", ReleaseCheck: "check", EntryFetch: "entry"}

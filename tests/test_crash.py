@@ -38,7 +38,7 @@ from crawler.sources import load_sources
 run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2], overrides=json.loads(sys.argv[3])))
 """
 SETTINGS = {"LOG_LEVEL": "DEBUG", "ARCHIVE_BATCH_SIZE": 1, "AUTOTHROTTLE_ENABLED": False,
-            "EXTENSIONS": {"crawler.throttle.SourceAwareAutoThrottle": None}}
+            "EXTENSIONS": {"crawler.middlewares.throttle.SourceAwareAutoThrottle": None}}
 SCRAPED = re.compile(r"Scraped from <200 (\S+/news/r\d+\.html)>")
 WORDS = "minister statement cooperation partners security trade rights agreement officials region".split()
 

@@ -26,13 +26,13 @@ import pytest
 import sqlite_utils
 
 from crawler.demo.server import SiteServer
-from crawler.ssrf import non_public_reason
+from crawler.middlewares.ssrf import non_public_reason
 from crawler.urls import normalise_url
 
 SITE = Path(__file__).parent / "sites" / "hostile_site"
 T0 = "2024-03-20T12:00:00Z"
 LATER = "2024-03-20T14:00:00Z"  # the first recheck (1 hour) is due
-SSRF = {"crawler.ssrf.SSRFProtectionMiddleware": 40}
+SSRF = {"crawler.middlewares.ssrf.SSRFProtectionMiddleware": 40}
 SETTINGS = {"DOWNLOAD_TIMEOUT": 2, "DOWNLOAD_MAXSIZE": 16_000_000, "DOWNLOADER_MIDDLEWARES": SSRF,
             "LOG_LEVEL": "INFO"}
 CRAWL = """
@@ -163,7 +163,7 @@ def test_one_clear_line_per_bad_page_and_nothing_stored(hostile, path, problem):
 
 def test_link_to_another_port_of_the_host_is_refused(hostile):
     # The source is on 127.0.0.1:<its port>; port 9 of the same host is another server, which
-    # the source's URLs do not name: refused before connecting (crawler/ssrf.py, trust by origin).
+    # the source's URLs do not name: refused before connecting (crawler/middlewares/ssrf.py, trust by origin).
     result, _, _, base, _ = hostile
     lines = [line for line in lines_with(result.stderr, "http://127.0.0.1:9/news/r/refused.html")
              if " WARNING: " in line or " ERROR: " in line]
@@ -460,7 +460,7 @@ def test_retry_after_is_honoured_for_the_whole_host(tmp_path, site_server):
 def test_retry_after_values(header, date, expected):
     from scrapy.http import Response
 
-    from crawler.retry import retry_after_seconds
+    from crawler.middlewares.retry import retry_after_seconds
 
     headers = {"Retry-After": header} if header else {}
     if date:
@@ -473,7 +473,7 @@ def test_retry_after_date_without_server_date_uses_the_clock():
 
     from scrapy.http import Response
 
-    from crawler.retry import retry_after_seconds
+    from crawler.middlewares.retry import retry_after_seconds
 
     now = 1_710_936_000.0
     header = email.utils.formatdate(now + 90, usegmt=True)
@@ -503,7 +503,7 @@ def test_non_public_addresses(address, refused):
 def test_redirect_to_private_address_is_refused(hostile, path, target):
     result, db, _, base, _ = hostile
     lines = lines_with(result.stderr, target)
-    refused = [line for line in lines if "refused" in line and "crawler.ssrf" in line]
+    refused = [line for line in lines if "refused" in line and "crawler.middlewares.ssrf" in line]
     assert len(refused) == 1 and base + path in refused[0] and "source 'hostile'" in refused[0]
     assert not [line for line in lines if "timed out" in line or "could not fetch" in line]
     assert not stored(db, base, path)
@@ -560,7 +560,7 @@ def test_names_are_vetted_by_the_address_they_resolve_to(url, resolves_to, refus
     from scrapy import Request
 
     from crawler.sources import load_sources
-    from crawler.ssrf import RefusedAddress, SSRFProtectionMiddleware
+    from crawler.middlewares.ssrf import RefusedAddress, SSRFProtectionMiddleware
 
     sources = load_sources(text=source_toml("s", "http://gov.example", listings=["/news/"])
                            + source_toml("t", "http://127.0.0.1:8000", listings=["/news/"]))

@@ -36,7 +36,7 @@ from test_hostile import _Crawler
 
 from crawler.runner import build_settings
 from crawler.sources import load_sources
-from crawler.ssrf import (
+from crawler.middlewares.ssrf import (
     Origin,
     RefusedAddress,
     SSRFProtectionMiddleware,
@@ -282,7 +282,7 @@ def test_every_spelling_is_refused_on_every_path(origins_crawl, index):
                                                                    f"/news/r/m-{index}.html")):
         lines = lines_with(first, "refused", f":{port}{origin_path}", f"redirected from {base}{path}")
         assert len(lines) == 1, (path, first[-4000:])
-        assert "crawler.ssrf" in lines[0] and "loopback address" in lines[0] and "source 'origins'" in lines[0]
+        assert "crawler.middlewares.ssrf" in lines[0] and "loopback address" in lines[0] and "source 'origins'" in lines[0]
         assert f"configured there only at http://127.0.0.1:{base.rsplit(':', 1)[1]}" in lines[0]
     # Links, feed items, sitemap entries, API items: refused when the loose allowed_domains
     # lets the spider follow them, not even requested otherwise.
@@ -335,7 +335,7 @@ def test_remote_control_is_not_among_a_real_crawls_extensions(origins_crawl):
     stderr = origins_crawl["first"].stderr
     start = stderr.index("Enabled extensions:")
     listed = stderr[start:stderr.index("]", start)]
-    assert "crawler.throttle.SourceAwareAutoThrottle" in listed  # the list is there, and read right
+    assert "crawler.middlewares.throttle.SourceAwareAutoThrottle" in listed  # the list is there, and read right
     assert "RemoteControl" not in listed
     settings = build_settings("x.db")
     assert settings.getbool("REMOTE_CONTROL_ENABLED") is False

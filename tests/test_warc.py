@@ -21,14 +21,14 @@ from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.warc import WarcCaptureMiddleware, WarcLocation, WarcWriter, iter_records, read_record
+from crawler.middlewares.warc import WarcCaptureMiddleware, WarcLocation, WarcWriter, iter_records, read_record
 from pipelines.pdf import analyse_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 PDFS = Path(__file__).parent / "pdfs"
 WARCIO = Path(sys.executable).with_name("warcio")
 NAME_RE = re.compile(r"^pressarchive-\d{8}T\d{6}Z-\d{5}\.warc\.gz$")
-MIDDLEWARE = json.dumps({"crawler.warc.WarcCaptureMiddleware": 950})
+MIDDLEWARE = json.dumps({"crawler.middlewares.warc.WarcCaptureMiddleware": 950})
 
 
 def warcio_check(path: Path) -> subprocess.CompletedProcess:
@@ -148,7 +148,7 @@ def test_a_new_writer_never_appends_to_an_old_file(tmp_path):
 WRITER_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from crawler.warc import WarcWriter
+from crawler.middlewares.warc import WarcWriter
 writer = WarcWriter({folder!r}, max_size=20_000)
 n = 0
 while True:

@@ -23,7 +23,7 @@ reports the drift again until the registry or the site is fixed; a 304 would
 otherwise make a broken source look quiet from its second run on.
 
 Only http(s) URLs of the source's own domains are ever requested, whatever a
-feed, sitemap, listing, API or page links to; :mod:`crawler.ssrf` vets every
+feed, sitemap, listing, API or page links to; :mod:`crawler.middlewares.ssrf` vets every
 request again (non-public addresses only at the source's own origins,
 redirects within its domains). PDFs linked from a new release are attached, at
 most ``PRESSARCHIVE_MAX_ATTACHMENTS`` per release and
@@ -58,9 +58,9 @@ from crawler.clock import now_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.logs import install_filters
 from crawler.sources import SourceError, load_sources, select_sources
-from crawler.ssrf import OffsiteRedirect, Refused
+from crawler.middlewares.ssrf import OffsiteRedirect, Refused
 from crawler.state import SourceState, load_state
-from crawler.throttle import NO_DELAY
+from crawler.middlewares.throttle import NO_DELAY
 from crawler.urls import is_http_url, normalise_url, scheme_twin
 from pipelines import pdf
 
@@ -94,7 +94,7 @@ class ReleasesSpider(scrapy.Spider):
         slots = spider._download_slots(crawler.settings)
         crawler.settings.set("PRESSARCHIVE_HOST_DELAYS", {h: v["delay"] for h, v in slots.items()}, priority="spider")
         if crawler.settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
-            # The shared Redis key spaces requests to a host across workers (crawler.distributed);
+            # The shared Redis key spaces requests to a host across workers (crawler.middlewares.distributed);
             # a local delay on top would separate taking the turn from sending the request.
             slots = {host: dict(slot, delay=0) for host, slot in slots.items()}
         crawler.settings.set("DOWNLOAD_SLOTS", slots, priority="spider")
@@ -206,7 +206,7 @@ class ReleasesSpider(scrapy.Spider):
         if failure.check(OffsiteRedirect):
             return self._offsite_redirect(request, source_id, role)
         if failure.check(Refused):
-            return None  # crawler.ssrf logged it and counted it
+            return None  # crawler.middlewares.ssrf logged it and counted it
         polite = failure.check(IgnoreRequest) and not failure.check(HttpError) and any(
             word in failure.getErrorMessage() for word in ("robots.txt", "offsite", "uplicate"))
         if polite:
@@ -231,7 +231,7 @@ class ReleasesSpider(scrapy.Spider):
         return None
 
     def _offsite_redirect(self, request, source_id, role):
-        """A redirect out of the source's domains, refused by crawler.ssrf (which logged it).
+        """A redirect out of the source's domains, refused by crawler.middlewares.ssrf (which logged it).
 
         A known release sent elsewhere is no longer at its address: removed, as when a
         recheck lands on a page that is not a release. A feed, sitemap, listing or API
@@ -255,7 +255,7 @@ class ReleasesSpider(scrapy.Spider):
         if self.settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
             if not self.settings.getbool("PRESSARCHIVE_SEED"):
                 return  # a worker only takes requests from the shared queue
-            from crawler.distributed import connect, reset_frontier
+            from crawler.middlewares.distributed import connect, reset_frontier
 
             reset_frontier(connect(self.settings.get("REDIS_URL")), self.name)
         for source in self.sources.values():

@@ -15,7 +15,7 @@ crawl killed at any moment leaves files that ``warcio check`` still accepts.
 between the download handler and ``HttpCompressionMiddleware`` (590) so that it
 sees bodies exactly as the server sent them; use 950::
 
-    DOWNLOADER_MIDDLEWARES = {"crawler.warc.WarcCaptureMiddleware": 950}
+    DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.warc.WarcCaptureMiddleware": 950}
 
 robots.txt requests made by ``RobotsTxtMiddleware`` go through the whole
 downloader middleware chain too, so they are captured like feeds, sitemaps,

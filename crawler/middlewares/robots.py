@@ -9,7 +9,7 @@ place in ``DOWNLOADER_MIDDLEWARES``, 100):
 
 * robots.txt answering 5xx (after Scrapy's retries) or 429 Too Many Requests,
   or asking for a ``Retry-After`` wait longer than ``RETRY_AFTER_MAX``
-  (crawler.retry): nothing else on that host (scheme + host + port) is
+  (crawler.middlewares.retry): nothing else on that host (scheme + host + port) is
   fetched in this run. One WARNING line per host, naming the robots.txt URL
   and the status; the next run asks again. Every request refused this way is
   counted for its source as ``refused`` and as an error (so the run is not a
@@ -34,7 +34,7 @@ from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.robotstxt import RobotParser
 
-from crawler.retry import RetryAfterTooLong
+from crawler.middlewares.retry import RetryAfterTooLong
 
 logger = logging.getLogger(__name__)
 

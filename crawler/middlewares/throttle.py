@@ -9,7 +9,7 @@ A source configured with ``delay = 0`` (a mirror on your own network; no
 catalogue source has it) gets no latency-based delay either, only one request
 at a time: it asked for none, and a delay equal to the latency halved the
 crawl of such a mirror (benchmarks/crawl.py). 429/503 with Retry-After still
-hold the host (crawler/retry.py).
+hold the host (crawler/middlewares/retry.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scrapy.utils.httpobj import urlparse_cached
 
 # The slot delay of a source configured with ``delay = 0``. Not 0: Scrapy's downloader enforces a
 # slot's concurrency only between requests spaced by a delay; at 0 it sends every queued request
-# of the host at once (and a Retry-After hold, crawler/retry.py, would not hold them).
+# of the host at once (and a Retry-After hold, crawler/middlewares/retry.py, would not hold them).
 NO_DELAY = 0.001
 
 

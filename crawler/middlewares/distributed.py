@@ -75,9 +75,9 @@ def redis_overrides(url: str, seed: bool, idle_exit: float) -> dict:
         "WARC_PREFIX": f"pressarchive-{wid}",
         # Dict settings are merged into the project's (crawler.runner.build_settings).
         "ITEM_PIPELINES": {"pipelines.store.StorePipeline": None, "pipelines.queue.RedisItemPipeline": 800},
-        "DOWNLOADER_MIDDLEWARES": {"crawler.distributed.SharedPolitenessMiddleware": 20},
-        "SPIDER_MIDDLEWARES": {"crawler.distributed.LeaseSpiderMiddleware": 10},
-        "EXTENSIONS": {"crawler.distributed.WorkerLifecycle": 10},
+        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.distributed.SharedPolitenessMiddleware": 20},
+        "SPIDER_MIDDLEWARES": {"crawler.middlewares.distributed.LeaseSpiderMiddleware": 10},
+        "EXTENSIONS": {"crawler.middlewares.distributed.WorkerLifecycle": 10},
     }
 
 
