@@ -142,7 +142,7 @@ def count_rows(path: Path) -> int:
 def run_export(db: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
     """Export in a child; return seconds, the child's peak RSS in bytes, and its folder."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    args = [sys.executable, "-m", "crawler.export", "--db", str(db), "--out", str(out), *extra]
+    args = [sys.executable, "-m", "crawler", "export", "--db", str(db), "--out", str(out), *extra]
     with tempfile.TemporaryFile() as stdout:
         started = time.perf_counter()
         child = subprocess.Popen(args, env=env, stdout=stdout)

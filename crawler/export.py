@@ -193,7 +193,7 @@ def open_readonly(db_path: Path) -> sqlite3.Connection:
     """Open the archive read-only, failing with one line if it is not one."""
     if not db_path.is_file():
         raise ExportError(f"archive not found: {db_path} (pass --db PATH)")
-    from crawler.cli import read_only_connection
+    from archive.files import read_only_connection
 
     try:
         conn = read_only_connection(db_path, isolation_level=None)
@@ -889,45 +889,3 @@ def build_filters(sources, since, until, search=None) -> Filters:
         raise ExportError(f"--since {since} is after --until {until}")
     # sorted and deduplicated: the same selection always gives the same manifest
     return Filters(tuple(sorted(set(sources))), since, until, check_query(search))
-
-
-@click.command("export")
-@click.option("--db", "db_path", default="archive.db", show_default=True,
-              type=click.Path(path_type=Path), help="Archive to export.")
-@click.option("--out", "out_dir", default="exports", show_default=True,
-              type=click.Path(path_type=Path), help="Folder that holds the snapshot folders.")
-@click.option("--source", "sources", multiple=True, metavar="ID",
-              help="Only this source (repeatable).")
-@click.option("--since", metavar="DATE", help="Only releases published on or after DATE (YYYY-MM-DD).")
-@click.option("--until", metavar="DATE", help="Only releases published on or before DATE (YYYY-MM-DD).")
-@click.option("--search", metavar="QUERY",
-              help="Only releases matching QUERY, as in the search box: words ANDed, \"phrases\", "
-                   "OR, -word, word*; Chinese/Japanese/Korean without spaces. Needs the search index.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
-              show_default=True, help="Data file format.")
-@click.option("--excel", is_flag=True,
-              help="CSV for spreadsheets: UTF-8 BOM so Chinese displays, formula-like cells neutralised.")
-@click.option("--keep", type=click.IntRange(min=1), metavar="N",
-              help="Keep only the N newest snapshots in --out (other files are never touched).")
-def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, keep):
-    """Write a citable snapshot of the archive to OUT/<UTC timestamp>/.
-
-    The folder holds one file per table, manifest.json (row counts,
-    sha256 of every file, filters, versions) and a README.md describing the
-    columns. Prints the folder's path.
-    """
-    from crawler.cli import check_db
-
-    check_db(db_path, write=False)
-    if excel and fmt != "csv":
-        raise ExportError("--excel applies to --format csv only")
-    filters = build_filters(sources, since, until, search)
-    folder = export_snapshot(db_path, out_dir, filters, Options(fmt, excel), keep=keep)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    counts = ", ".join(f"{f['rows']} {f['table']}" for f in manifest["files"] if "rows" in f)
-    click.echo(f"exported {counts}", err=True)
-    click.echo(str(folder))
-
-
-if __name__ == "__main__":  # python -m crawler.export, used by benchmarks/export.py
-    export_command(prog_name="pressarchive export")

@@ -38,7 +38,6 @@ from itertools import pairwise
 from pathlib import Path
 from statistics import median
 
-import click
 import sqlite_utils
 
 from crawler.clock import iso, now
@@ -139,66 +138,9 @@ def open_for_status(db_path: Path) -> sqlite_utils.Database:
     """The archive, migrated when it can be written; else read as it is (read-only media)."""
     if os.access(db_path, os.W_OK) and os.access(db_path.parent, os.W_OK):
         return open_archive(db_path)
-    from crawler.cli import read_only_connection
+    from archive.files import read_only_connection
 
     return sqlite_utils.Database(read_only_connection(db_path))
-
-
-@click.command("status")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default="archive.db", show_default=True,
-              help="SQLite archive file.")
-@click.option("--max-age", "max_age_hours", type=float, default=72, show_default=True,
-              help="Hours without a successful run after which a source counts as broken.")
-def status_command(db_path, max_age_hours):
-    """Per-source health; exit code 1 when any source looks broken or drifting (for cron mail and
-    monitoring). Drifting: its links no longer match article_pattern, or its releases stopped
-    coming at its usual rhythm."""
-    from crawler.cli import check_db, fail
-
-    check_db(db_path, write=False)
-    try:
-        db = open_for_status(db_path)
-        try:
-            rows = source_health(db, max_age_hours)
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        fail(f"cannot read the health of {db_path}: {exc}")
-    header = f"{'source':<28} {'health':<44} {'last run':<21} {'last success':<21} {'last new release':<21} {'releases':>8}"
-    click.echo(header)
-    for row in rows:
-        click.echo(
-            f"{row['source_id']:<28} {row['health']:<44} {row['last_run'] or '-':<21} "
-            f"{row['last_success'] or '-':<21} {row['last_new_release'] or '-':<21} {row['releases']:>8}"
-        )
-        for line in row["details"]:
-            click.echo(f"{'':<28} {line}")
-        if row["health"].startswith("broken") and row["last_message"]:
-            click.echo(f"{'':<28} last error: {row['last_message']}")
-    broken = [r for r in rows if r["health"].startswith("broken")]
-    drifting = [r for r in rows if r["health"].startswith("drift")]
-    click.echo(f"{len(rows)} sources, {len(broken)} broken, {len(drifting)} drifting", err=True)
-    raise SystemExit(1 if broken or drifting else 0)
-
-
-# -- `pressarchive sources check` -----------------------------------------------------------
-
-
-def rhythm_archive(db_path: Path | None) -> sqlite3.Connection | None:
-    """The archive ``sources check`` takes the sources' rhythm from, opened read-only: ``--db``
-    (exit 2 when it is not a usable archive), else ./archive.db when there is one, else None."""
-    from crawler.cli import check_db, db_problem, fail, read_only_connection
-
-    if db_path is not None:
-        check_db(db_path, write=False)
-    else:
-        db_path = Path("archive.db")
-        if not db_path.is_file() or db_problem(db_path, write=False, create=False):
-            return None
-    try:
-        return read_only_connection(db_path)
-    except sqlite3.Error as exc:
-        fail(f"cannot read --db {db_path}: {exc}")
 
 
 def overdue(conn, source_id: str, seen=()) -> str | None:

@@ -17,10 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import click
-
-from crawler.middlewares.distributed import ITEMS_KEY, PROCESSING_KEY, connect
 from crawler.items import EntryFetch
+from crawler.middlewares.distributed import ITEMS_KEY, PROCESSING_KEY, connect
 from crawler.sources import Source
 from pipelines.queue import decode
 from pipelines.schema import CRAWL_RUNS_COLUMNS
@@ -126,34 +124,3 @@ class Ingester:
             self.store(messages)
             self.server.delete(PROCESSING_KEY)  # stored and committed: the batch can go
             idle_since = time.monotonic()
-
-
-@click.command("ingest")
-@click.option("--redis", "redis_url", required=True, metavar="URL", help="Redis URL the workers push items to.")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("archive.db"),
-              show_default=True, help="SQLite archive file (created if missing).")
-@click.option("--idle-exit", type=float, default=0, show_default=True,
-              help="Stop after this many seconds without items (0: run until stopped).")
-@click.option("--batch", type=int, default=200, show_default=True, help="Items stored per transaction.")
-def ingest_command(redis_url, db_path, idle_exit, batch):
-    """Store what distributed workers (`crawl --redis URL`) crawled: the archive's single writer."""
-    import sqlite3
-
-    import redis
-
-    from crawler.cli import check_db, fail
-
-    check_db(db_path, write=True, create=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(levelname)s: %(message)s")
-    try:
-        ingester = Ingester(redis_url, db_path)
-        ingester.server.ping()
-    except redis.RedisError as exc:
-        raise click.ClickException(f"cannot reach Redis at {redis_url}: {exc}") from None
-    except sqlite3.Error as exc:
-        fail(f"archive {db_path} cannot be written: {exc}")
-    try:
-        stored = ingester.run(idle_exit, batch)
-    except KeyboardInterrupt:
-        stored = ingester.stored
-    click.echo(f"ingested {stored} items into {db_path}")

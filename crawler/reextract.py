@@ -21,8 +21,6 @@ import logging
 import sqlite3
 from pathlib import Path
 
-import click
-
 from crawler.clock import now
 from crawler.middlewares.warc import read_record
 from pipelines import history, search_index
@@ -177,37 +175,3 @@ def _languages(value):
         return json.loads(value) if value else None
     except ValueError:
         return None
-
-
-@click.command("reextract")
-@click.argument("source_ids", nargs=-1)
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=Path("archive.db"),
-              show_default=True, help="SQLite archive file.")
-@click.option("--warc-dir", type=click.Path(path_type=Path),
-              help="Folder of the WARC files (default: warc/ next to the archive).")
-def reextract_command(source_ids, db_path, warc_dir):
-    """Clean the stored raw capture of SOURCE_IDS (default: all) again with the current extractor.
-
-    No network. Changed text becomes a new version labelled `extraction`;
-    changed dates and languages are updated in place.
-
-    Exit codes: 0 every release re-extracted; 1 some could not be (a WARC file
-    missing or unreadable: said on stderr, the rest is done); 2 nothing done
-    (no archive, an unknown source id, no raw capture folder).
-    """
-    from crawler.cli import EXIT_SOURCE_FAILED, check_db, fail
-
-    check_db(db_path, write=True)
-    try:
-        counts = reextract(db_path, source_ids, warc_dir)
-    except ReextractRefused as exc:
-        fail(str(exc))
-    except sqlite3.Error as exc:
-        fail(f"re-extraction stopped, archive {db_path}: {exc}", EXIT_SOURCE_FAILED)
-    click.echo(
-        f"{counts['releases']} releases re-extracted: {counts['text_changed']} new text (new versions), "
-        f"{counts['metadata_changed']} new metadata, {counts['unchanged']} unchanged, "
-        f"{counts['unreadable']} without a readable capture"
-    )
-    if counts["unreadable"]:
-        raise SystemExit(EXIT_SOURCE_FAILED)

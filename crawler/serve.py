@@ -27,14 +27,13 @@ import logging
 import socket
 import sqlite3
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import click
 import yaml
 
+from archive.files import SQLITE_HEADER
 from pipelines.search_index import (
     FACETS_TABLE,
     FTS_TABLE,
@@ -56,8 +55,6 @@ DEFAULT_SETTINGS = {
     "allow_download": False,
 }
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-EXIT_USAGE = 2
 
 logger = logging.getLogger(__name__)
 
@@ -243,33 +240,3 @@ def site_url(host: str, sock: socket.socket, db_name: str) -> str:
     address = sock.getsockname()
     shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else host
     return f"http://{shown}:{address[1]}/{db_name}"
-
-
-@click.command("serve")
-@click.option(
-    "--db",
-    "db_path",
-    default="archive.db",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Archive database to serve (read-only).",
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8001, show_default=True, type=int,
-              help="Port to listen on (0: any free port, printed).")
-def serve_command(db_path: Path, host: str, port: int) -> None:
-    """Browse and search the archive in Datasette (read-only: never writes the archive)."""
-    try:
-        archive = inspect_archive(db_path)
-        sock = bind_socket(host, port)
-    except ServeError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(EXIT_USAGE)
-    import uvicorn
-
-    if archive.index_problem:
-        click.echo(f"Warning: {db_path}: {archive.index_problem.message}; serving it as it is", err=True)
-    ds = make_datasette(db_path, immutable=archive.immutable)
-    how = " (read-only folder: opened immutable, a later crawl is not seen)" if archive.immutable else ""
-    click.echo(f"Serving {db_path} at {site_url(host, sock, db_path.stem)}{how}", err=True)
-    uvicorn.Server(uvicorn.Config(ds.app(), log_level="warning")).run(sockets=[sock])

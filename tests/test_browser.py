@@ -56,7 +56,7 @@ def serving(path: Path):
     """``pressarchive serve --db PATH`` on a free port of 127.0.0.1; yields the base URL."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-c", "from crawler.serve import serve_command; serve_command()",
+    command = [sys.executable, "-c", "from crawler.cli.serve import serve_command; serve_command()",
                "--db", str(path), "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

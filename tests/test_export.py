@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crawler.export import RELEASES_LEAD_COLUMNS, SNAPSHOT_NAME, export_command
+from crawler.cli.export import export_command
+from crawler.export import RELEASES_LEAD_COLUMNS, SNAPSHOT_NAME
 from pipelines.schema import SCHEMA_VERSION, open_archive
 
 REPO = Path(__file__).resolve().parent.parent
@@ -375,7 +376,7 @@ def export_in_child(archive: Path, out: Path, ignore_sigxfsz: bool, file_limit: 
     disposition = "SIG_IGN" if ignore_sigxfsz else "SIG_DFL"
     script = (
         f"import signal, sys; signal.signal(signal.SIGXFSZ, signal.{disposition}); "
-        "from crawler.export import export_command; "
+        "from crawler.cli.export import export_command; "
         "export_command(sys.argv[1:], prog_name='pressarchive export')"
     )
 

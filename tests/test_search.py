@@ -13,7 +13,8 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from crawler.serve import make_datasette, serve_command
+from crawler.cli.serve import serve_command
+from crawler.serve import make_datasette
 from pipelines.schema import open_archive
 from pipelines.search_index import ensure_search, index_releases, rewrite_query
 

@@ -40,7 +40,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from crawler.serve import make_datasette, serve_command
+from crawler.cli.serve import serve_command
+from crawler.serve import make_datasette
 from pipelines import search_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +104,7 @@ def serving(path: Path, prefix: tuple = ()):
     """``pressarchive serve --db PATH --port 0`` in a subprocess (after ``prefix``, a command that
     runs the rest); yields a :class:`Served` once it has printed "Serving ... at URL"."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [*prefix, sys.executable, "-c", "from crawler.serve import serve_command; serve_command()",
+    command = [*prefix, sys.executable, "-c", "from crawler.cli.serve import serve_command; serve_command()",
                "--db", str(path), "--host", "127.0.0.1", "--port", "0"]
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
