@@ -13,6 +13,11 @@ the incremental settings ``PRESSARCHIVE_BACKFILL``, ``PRESSARCHIVE_RECHECK_HOURS
 ``PRESSARCHIVE_MAX_RECHECKS``, and the PDF attachment settings ``PRESSARCHIVE_FOLLOW_PDFS``,
 ``PRESSARCHIVE_MAX_ATTACHMENTS``, ``PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN``.
 
+Per-run and distributed settings (``PRESSARCHIVE_RUN_ID``, ``PRESSARCHIVE_CHECK``,
+``REDIS_URL``, ``PRESSARCHIVE_DISTRIBUTED``, ...) are declared at the end with their defaults;
+the CLI sets them. Every default is here once: components fall back to this module's values
+(``from crawler import settings as defaults``) when they run under other settings.
+
 Reaching only what may be reached (crawler/middlewares/ssrf.py, ``SSRF_PROTECTION``): http(s) only,
 redirects within a source's domains, non-public addresses only at the origins (scheme,
 host, port) a source's own URLs name.
@@ -21,6 +26,7 @@ host, port) a source's own URLs name.
 import os
 
 from crawler import __version__
+from pipelines.history import RECHECK_HOURS
 
 BOT_NAME = "pressarchive"
 SPIDER_MODULES = ["crawler.spiders"]
@@ -106,7 +112,7 @@ PRESSARCHIVE_SOURCES = ""
 
 # Incremental crawling and history (see crawler/spiders/releases.py, pipelines/history.py).
 PRESSARCHIVE_BACKFILL = False  # True: walk every listing page, not only up to the first all-known page
-PRESSARCHIVE_RECHECK_HOURS = [1, 6, 24, 72, 168, 720]  # after first_seen; then every 180 days
+PRESSARCHIVE_RECHECK_HOURS = list(RECHECK_HOURS)  # 1, 6, 24, 72, 168, 720 h after first_seen; then every 180 days
 PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and run, oldest due first
 
 # PDFs linked from HTML releases ("Full statement (PDF)") are fetched and attached, at most this many
@@ -114,6 +120,25 @@ PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and 
 PRESSARCHIVE_FOLLOW_PDFS = True
 PRESSARCHIVE_MAX_ATTACHMENTS = 5
 PRESSARCHIVE_MAX_ATTACHMENTS_PER_RUN = 200
+
+# Set per run by the CLI, not by hand: the run's id (crawler/runner.py), and `sources check`'s
+# mode (one sample release per source, nothing archived: crawler/cli/sources.py).
+PRESSARCHIVE_RUN_ID = ""
+PRESSARCHIVE_CHECK = False
+# Per-host delays the spider derives from sources.toml at start ({host: seconds}): Scrapy's own
+# DOWNLOAD_SLOTS setting gets the same delays, PRESSARCHIVE_HOST_DELAYS carries them to the
+# distributed politeness middleware.
+PRESSARCHIVE_HOST_DELAYS = {}
+
+# A distributed worker (`crawl --redis URL`, crawler/middlewares/distributed.py redis_overrides
+# sets these together): the Redis of the shared frontier, whether this worker seeds it, how long
+# it waits on an empty queue before it ends, its id, and the name its WARC files start with.
+REDIS_URL = ""
+PRESSARCHIVE_DISTRIBUTED = False
+PRESSARCHIVE_SEED = False
+PRESSARCHIVE_IDLE_EXIT = 30.0
+PRESSARCHIVE_WORKER_ID = ""
+WARC_PREFIX = "pressarchive"
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"

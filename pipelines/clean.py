@@ -35,6 +35,7 @@ import re2
 from scrapy import signals
 from scrapy.exceptions import DropItem
 
+from crawler import settings as defaults  # every default is declared once, there
 from crawler.items import ReleaseItem
 from crawler.sources import MAX_URL_CHARS, safe_regex
 from pipelines import dates, extraction
@@ -267,6 +268,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
+async def _started(future, poll: float = 0.02) -> None:
+    """Wait until a worker has taken ``future``'s page (or it is done): a page queued behind others,
+    or behind a worker that is still starting, has not begun its CLEAN_TIMEOUT yet."""
+    while not future.running() and not future.done():
+        await asyncio.sleep(poll)
+
+
 class CleanPipeline:
     def __init__(self, crawler):
         self.crawler = crawler
@@ -274,7 +282,7 @@ class CleanPipeline:
         self.workers = (os.cpu_count() or 1) if workers in (None, "") else int(workers)
         self.pool: ProcessPoolExecutor | None = None
         self.generation = 0  # bumped each time a broken pool is replaced
-        self.timeout = crawler.settings.getfloat("CLEAN_TIMEOUT", 120.0) or None
+        self.timeout = crawler.settings.getfloat("CLEAN_TIMEOUT", defaults.CLEAN_TIMEOUT) or None
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -329,6 +337,7 @@ class CleanPipeline:
             generation = self.generation
             future = self.pool.submit(clean_for_archive, *args)
             try:
+                await _started(future)  # CLEAN_TIMEOUT is the page's own time, not its wait in the queue
                 return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout)
             except asyncio.TimeoutError:
                 # A page no cleaner should take this long on (trafilatura is quadratic in the links of

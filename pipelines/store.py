@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from scrapy import signals
 
+from crawler import settings as defaults  # every default is declared once, there
 from crawler.clock import now_iso, parse_iso
 from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
 from crawler.urls import scheme_twin
@@ -53,7 +54,7 @@ CLEANED_FIELDS = (
 )
 # Counted by the crawl (stats) and by the writer; together they make a crawl_runs row. The
 # last two are not counts but the spider's drift verdict and sample (text, see
-# crawler/discovery.py LinkTally), which it starts at None so that a run without drift stores NULL.
+# crawler/discovery/common.py LinkTally), which it starts at None so that a run without drift stores NULL.
 RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "removed", "restored",
               "not_modified", "rechecked", "discovered", "warc_bytes", "refused", "warnings", "not_stored",
               "attachments_skipped", "links_seen", "links_unmatched", "drift", "unmatched_sample")
@@ -498,8 +499,8 @@ class StorePipeline:
         self.crawler = crawler
         settings = crawler.settings
         self.db_path = settings.get("ARCHIVE_DB")
-        self.batch_size = max(1, settings.getint("ARCHIVE_BATCH_SIZE", 25))
-        hours = settings.getlist("PRESSARCHIVE_RECHECK_HOURS") or history.RECHECK_HOURS
+        self.batch_size = max(1, settings.getint("ARCHIVE_BATCH_SIZE", defaults.ARCHIVE_BATCH_SIZE))
+        hours = settings.getlist("PRESSARCHIVE_RECHECK_HOURS", defaults.PRESSARCHIVE_RECHECK_HOURS)
         self.schedule = tuple(float(h) for h in hours)
         self.pending = []
         self.entry_fetches: dict[str, list[EntryFetch]] = {}
@@ -521,7 +522,7 @@ class StorePipeline:
         self.run_id = self.crawler.settings.get("PRESSARCHIVE_RUN_ID") or now_iso()
         try:
             self.writer = ArchiveWriter(self.db_path, self.schedule, self.sources,
-                                        max_bytes=self.crawler.settings.getint("ARCHIVE_MAX_BYTES", 0))
+                                        max_bytes=self.crawler.settings.getint("ARCHIVE_MAX_BYTES", defaults.ARCHIVE_MAX_BYTES))
             self.run_rows = self.writer.start_runs(self.run_id, self.sources.values(), now_iso())
         except (sqlite3.Error, OSError) as exc:
             if self.writer is not None:

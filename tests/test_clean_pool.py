@@ -92,12 +92,17 @@ def test_a_page_that_takes_too_long_is_an_error_and_the_pool_goes_on():
     links = "".join(f'<a href="/doc/{i}.pdf">document {i}</a> ' for i in range(12000))
     slow = f"<html><body><main><h1>Annex</h1><p>Documents: {links}</p></main></body></html>".encode()
 
+    async def warm():  # both workers started (a worker's start on a busy machine is not the page's time)
+        return await asyncio.gather(*(pipe.process_item(item(url=f"http://gov.example/news/warm{i}.html"))
+                                      for i in range(2)))
+
     async def both():
         stuck = asyncio.ensure_future(pipe.process_item(item(slow, url="http://gov.example/news/slow.html")))
         fine = asyncio.ensure_future(pipe.process_item(item(url="http://gov.example/news/fine.html")))
         return await asyncio.gather(stuck, fine, return_exceptions=True)
 
     try:
+        assert all(warmed.text for warmed in asyncio.run(warm()))
         started = time.monotonic()
         stuck, fine = asyncio.run(both())
         assert isinstance(stuck, DropItem), stuck

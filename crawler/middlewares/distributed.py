@@ -40,6 +40,8 @@ from scrapy.utils.httpobj import urlparse_cached
 from scrapy.utils.request import request_from_dict
 from twisted.internet import task
 
+from crawler import settings as defaults  # every default is declared once, there
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "pressarchive"
@@ -193,7 +195,7 @@ class WorkerLifecycle:
         self.crawler = crawler
         self.server = connect(settings.get("REDIS_URL"))
         self.worker = settings.get("PRESSARCHIVE_WORKER_ID")
-        self.idle_exit = settings.getfloat("PRESSARCHIVE_IDLE_EXIT", 30)
+        self.idle_exit = settings.getfloat("PRESSARCHIVE_IDLE_EXIT", defaults.PRESSARCHIVE_IDLE_EXIT)
         self.idle_since = None
         self.beat = task.LoopingCall(self.heartbeat)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)

@@ -45,6 +45,8 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.asyncio import call_later, sleep
 
+from crawler import settings as defaults  # every default is declared once, there
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_CODES = frozenset({429, 503})
@@ -105,7 +107,7 @@ def _http_date(value: str) -> float | None:
 class RetryAfterMiddleware(RetryMiddleware):
     def __init__(self, settings):
         super().__init__(settings)
-        self.max_wait = settings.getfloat("RETRY_AFTER_MAX", 300.0)
+        self.max_wait = settings.getfloat("RETRY_AFTER_MAX", defaults.RETRY_AFTER_MAX)
 
     @classmethod
     def from_crawler(cls, crawler):

@@ -234,7 +234,7 @@ class SSRFProtectionMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler):
-        if not crawler.settings.getbool("SSRF_PROTECTION", True):
+        if not crawler.settings.getbool("SSRF_PROTECTION", True):  # on unless switched off, in any project
             raise NotConfigured
         return cls(crawler)
 

@@ -37,12 +37,12 @@ import io
 import logging
 import socket
 import zlib
-from importlib.metadata import version
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
+from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 from scrapy import signals
@@ -53,11 +53,12 @@ from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
 from crawler import __version__
+from crawler import settings as defaults  # every default is declared once, there
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIZE = 1_000_000_000
-DEFAULT_PREFIX = "pressarchive"
+DEFAULT_MAX_SIZE = defaults.WARC_MAX_SIZE
+DEFAULT_PREFIX = defaults.WARC_PREFIX
 WARC_VERSION = "WARC/1.1"
 # gzip level of each record's member. warcio uses 9, which spent more of the crawl's reactor
 # time than fetching the page (benchmarks/crawl.py); 6 (zlib's default) is ~3x faster and the
@@ -195,7 +196,7 @@ class WarcWriter:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "WarcWriter":
+    def __enter__(self) -> WarcWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -364,13 +365,13 @@ class WarcCaptureMiddleware:
     @classmethod
     def from_crawler(cls, crawler):
         settings = crawler.settings
-        if not settings.getbool("WARC_ENABLED", True):
+        if not settings.getbool("WARC_ENABLED", defaults.WARC_ENABLED):
             raise NotConfigured("WARC capture is off (WARC_ENABLED)")
-        folder = settings.get("WARC_DIR") or Path(settings.get("ARCHIVE_DB") or "archive.db").parent / "warc"
+        folder = settings.get("WARC_DIR") or Path(settings.get("ARCHIVE_DB", defaults.ARCHIVE_DB)).parent / "warc"
         info = {"robots": "obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
                 "http-header-user-agent": settings.get("USER_AGENT")}
-        writer = WarcWriter(Path(folder), settings.getint("WARC_MAX_SIZE", DEFAULT_MAX_SIZE),
-                            settings.get("WARC_PREFIX") or DEFAULT_PREFIX, info)
+        writer = WarcWriter(Path(folder), settings.getint("WARC_MAX_SIZE", defaults.WARC_MAX_SIZE),
+                            settings.get("WARC_PREFIX", defaults.WARC_PREFIX), info)
         logger.info("warc: writing raw responses to %s", folder)
         return cls(crawler, writer)
 
