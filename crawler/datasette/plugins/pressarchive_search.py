@@ -16,7 +16,8 @@
   limits and notices apply as usual.
 - SQL functions for the canned ``search`` query: ``pressarchive_best(q)``
   (FTS5's ``bm25()`` over every match, the title weighted ten times: the best
-  50), ``pressarchive_match(q)`` and ``pressarchive_snippet(text, q)``
+  50; words and phrases matching many releases are scored from cached postings
+  with bm25()'s own arithmetic, ``pipelines.ranking``), ``pressarchive_match(q)`` and ``pressarchive_snippet(text, q)``
   (matches wrapped in ⟦ ⟧).
 - ``text`` is shown as escaped paragraphs, snippets with <mark>; archived
   HTML is always inert because every value is escaped before we add markup.
@@ -56,6 +57,7 @@ from datasette.views.base import DatasetteError
 from markupsafe import Markup, escape
 
 from crawler.serve import search_index_problem
+from pipelines.ranking import ranker_for
 from pipelines.search_index import (
     CJK_RUN,
     FACET_COLUMNS,
@@ -837,6 +839,8 @@ RANK_LOCAL = threading.local()
 RANK_SPLITS: dict[str, tuple[float, int | None]] = {}  # path -> (when, middle FTS rowid)
 LOWEST, HIGHEST = -(2**63), 2**63 - 1
 RANKED_CALL = "pressarchive_best(:q)"  # in the canned search's SQL (metadata.yaml)
+# Rank the commonest words from cached postings (pipelines.ranking); False: always FTS5's bm25().
+RANK_CACHE = True
 
 
 def _rank_connection(path: str, immutable: bool):
@@ -872,31 +876,49 @@ def _middle(conn, path: str) -> int | None:
     return middle
 
 
-def best_matches(conn, path: str | None, q: str, deadline: float, immutable: bool = False) -> str:
+def _rank_pool():
+    global RANK_POOL
+    with STORES_LOCK:
+        if RANK_POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            RANK_POOL = ThreadPoolExecutor(1, thread_name_prefix="pressarchive-rank")
+        return RANK_POOL
+
+
+def best_matches(conn, path: str | None, q: str, deadline: float, immutable: bool = False,
+                 transaction: bool = True) -> str:
     """JSON list of the FTS rowids of the best RANK_TOP matches of ``q``, best first.
 
     ``bm25()`` over every match, the title counting ten times (ties: newest
-    first). bm25() costs about 1.5 µs a match, so on a large archive the two
-    halves of the index are scored at once, each on its own connection and
-    thread (SQLite runs them on two cores): a row gets the same score in
-    either half (IDF and the average length are the whole index's), so the
-    best of the halves' bests are the best. The other thread's half stops at
-    ``deadline``; ``conn``'s is the caller's to limit. A half the other thread
-    has not started (it is busy with another search) is scored here instead.
+    first). A query that is an AND of words or phrases each matching many
+    releases (the commonest words) is ranked from cached postings with the
+    same arithmetic (``pipelines.ranking``: the same list, in a few ms once
+    the postings are built, following a crawl that is writing). Others are
+    ranked by FTS5: bm25() costs about 1.5 µs a match, so on a large archive
+    the two halves of the index are scored at once, each on its own
+    connection and thread (SQLite runs them on two cores): a row gets the
+    same score in either half (IDF and the average length are the whole
+    index's), so the best of the halves' bests are the best. The other
+    thread's half stops at ``deadline``; ``conn``'s is the caller's to limit.
+    A half the other thread has not started (it is busy with another search)
+    is scored here instead. ``transaction``: False when called inside a
+    statement of ``conn`` (a visitor's SQL: its snapshot is already fixed, and
+    only postings already built are used).
     """
     import json
-    from concurrent.futures import ThreadPoolExecutor
 
-    global RANK_POOL
     match = user_match(q)
+    if path and RANK_CACHE:
+        ranked = ranker_for(path).best(conn, match, RANK_TOP, transaction=transaction,
+                                       build=transaction, deadline=deadline if transaction else None)
+        if ranked is not None:
+            return json.dumps(ranked)
     middle = _middle(conn, path) if path else None
     if middle is None:
         rows = conn.execute(RANK_SQL, [match, LOWEST, HIGHEST]).fetchall()
     else:
-        with STORES_LOCK:
-            if RANK_POOL is None:
-                RANK_POOL = ThreadPoolExecutor(1, thread_name_prefix="pressarchive-rank")
-        upper = RANK_POOL.submit(_rank_part, path, immutable, match, middle, HIGHEST, deadline)
+        upper = _rank_pool().submit(_rank_part, path, immutable, match, middle, HIGHEST, deadline)
         try:
             rows = conn.execute(RANK_SQL, [match, LOWEST, middle]).fetchall()
         finally:
@@ -945,7 +967,8 @@ def prepare_connection(conn, database, datasette):
     conn.create_function("pressarchive_match", 1, user_match, deterministic=True)
     # (called from a visitor's own SQL; the canned search ranks first, in rank_for_query)
     conn.create_function("pressarchive_best", 1,
-                         lambda q: best_matches(conn, path, q, _deadline(datasette), immutable))
+                         lambda q: best_matches(conn, path, q, _deadline(datasette), immutable,
+                                                transaction=False))
     conn.create_function("pressarchive_snippet", 2, snippet, deterministic=True)
     _read_only(conn)
     harden(conn)
