@@ -167,7 +167,7 @@ def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dic
         result.encoding = encoding
     if title:
         result.title = title
-    if sel_date and sel_date <= when.date():
+    if sel_date and sel_date.year >= 1900 and sel_date <= when.date():  # (a selector may hit "0001-01-01")
         result.published, result.date_source = sel_date.isoformat(), "selector"
     elif hints.get("date_from_url") and result.date_source not in ("meta", "json-ld", "feed"):
         found = url_date(hints["date_from_url"], url)

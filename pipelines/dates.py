@@ -29,6 +29,7 @@ import json
 import logging
 import re
 from datetime import date, datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -173,16 +174,61 @@ def dates_in_text(text: str, day_first: bool = True) -> list[tuple[int, date]]:
     return sorted((start, parsed) for start, _, parsed in found)
 
 
-def parse_date_value(value: str | None) -> date | None:
-    """The date in a machine-readable value: ISO 8601, RFC 822, ``20170622``, ``22.06.2017``..."""
-    if not value:
+EPOCH_MS_RE = re.compile(r"\d{12,13}")
+DOTTED_DMY_RE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+COMPACT_RE = re.compile(r"((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:\D|$)")
+ISO_PREFIX_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+def parse_date_value(value) -> date | None:
+    """The date in one value, as the publisher wrote it (no time-zone shift), or None.
+
+    The one date parser of the project: page metadata, ``<time datetime>``, a source's
+    date selector, and what discovery reads (feed ``pubDate``/``updated``, sitemap
+    ``<lastmod>``, JSON API and WordPress fields). Machine forms first, each read whole:
+    milliseconds since the epoch (JSON APIs; a JSON number too), ``22.06.2017``,
+    ``20170622``, RFC 822 (feeds; two-digit years too), ISO 8601; then the first date
+    written in the text (:func:`dates_in_text`: ``22 June 2017``, ``2017年6月22日`` ...).
+    Machine forms take any year (a feed's ``0001-01-01`` placeholder is a date): callers
+    bound what they accept (:data:`MIN_DATE`, the fetch date).
+    """
+    text = "" if value is None else str(value).strip()
+    if not text:
         return None
-    value = value.strip()
-    compact = re.match(r"((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:\D|$)", value)
-    if compact:
-        return valid_date(*map(int, compact.groups()))
-    found = dates_in_text(value)
+    for reader in (_epoch_ms, _dotted_dmy, _compact, _rfc822, _iso_prefix):
+        found = reader(text)
+        if found:
+            return found
+    found = dates_in_text(text)
     return found[0][1] if found else None
+
+
+def _epoch_ms(text: str) -> date | None:
+    if EPOCH_MS_RE.fullmatch(text):
+        return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc).date()
+    return None
+
+
+def _dotted_dmy(text: str) -> date | None:
+    match = DOTTED_DMY_RE.fullmatch(text)
+    return valid_date(int(match[3]), int(match[2]), int(match[1])) if match else None
+
+
+def _compact(text: str) -> date | None:
+    match = COMPACT_RE.match(text)
+    return valid_date(*map(int, match.groups())) if match else None
+
+
+def _rfc822(text: str) -> date | None:
+    try:
+        return parsedate_to_datetime(text).date()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _iso_prefix(text: str) -> date | None:
+    match = ISO_PREFIX_RE.match(text)
+    return valid_date(*map(int, match.groups())) if match else None
 
 
 # English-language sites of countries that write 22/06/2017 (day first); other English sites,

@@ -155,7 +155,7 @@ CRAWL_RUNS_COLUMNS = {
     "attachments_skipped": int,  # PDF links not fetched: PRESSARCHIVE_MAX_ATTACHMENTS(_PER_RUN) reached
     "not_stored": int,  # releases fetched but refused by the archive (a full disk): fetched again next run
     "newest_seen": str,  # newest publication date announced by feeds and APIs in this run
-    # Drift (crawler/discovery.py LinkTally): links of feeds, sitemaps, listings and APIs this run.
+    # Drift (crawler/discovery/common.py LinkTally): links of feeds, sitemaps, listings and APIs this run.
     "links_seen": int,  # candidate release links read on entry points, matching article_pattern or not
     "links_unmatched": int,  # ... of them, those that do not match (article_exclude'd links are not candidates)
     "drift": str,  # NULL, or why the links look like a redesign: "40 links on the listing, none match article_pattern"

@@ -4,7 +4,7 @@ import gzip
 
 from scrapy.http import HtmlResponse
 
-from crawler import discovery
+from crawler.discovery import feeds, listings, sitemaps
 from crawler.sources import Source
 from crawler.urls import normalise_url
 
@@ -26,7 +26,7 @@ def test_rss_and_atom_entries():
       <item><title>No link</title></item>
       <item><guid>https://a.example/news/2017/06/two.html</guid><pubDate>bad date</pubDate></item>
     </channel></rss>"""
-    entries = discovery.parse_feed(rss, "https://a.example/feed.xml")
+    entries = feeds.parse_feed(rss, "https://a.example/feed.xml")
     assert [(e.url, e.title, e.date) for e in entries] == [
         ("https://a.example/news/2017/06/one.html", "Statement one", "2017-06-22"),
         ("https://a.example/news/2017/06/two.html", None, None),
@@ -35,11 +35,11 @@ def test_rss_and_atom_entries():
     atom = b"""<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>A</title>
       <link rel="alternate" href="/news/2017/06/a.html"/><link rel="enclosure" href="/x.pdf"/>
       <published>2017-06-23T10:00:00+08:00</published></entry></feed>"""
-    (entry,) = discovery.parse_feed(atom, "https://b.example/atom")
+    (entry,) = feeds.parse_feed(atom, "https://b.example/atom")
     assert (entry.url, entry.date) == ("https://b.example/news/2017/06/a.html", "2017-06-23")
-    assert discovery.is_feed(atom) and discovery.is_feed(rss)
-    assert not discovery.is_feed(b"<html><body>Not a feed</body></html>")
-    assert discovery.parse_feed(b"\x00\x01 garbage", "https://a.example/") == []
+    assert feeds.is_feed(atom) and feeds.is_feed(rss)
+    assert not feeds.is_feed(b"<html><body>Not a feed</body></html>")
+    assert feeds.parse_feed(b"\x00\x01 garbage", "https://a.example/") == []
 
 
 def test_feed_with_external_entity_is_not_resolved(tmp_path):
@@ -47,25 +47,25 @@ def test_feed_with_external_entity_is_not_resolved(tmp_path):
     secret.write_text("TOPSECRET")
     xxe = f"""<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{secret}">]>
       <rss><channel><item><title>&x;</title><link>https://a.example/n/1</link></item></channel></rss>""".encode()
-    entries = discovery.parse_feed(xxe, "https://a.example/")
+    entries = feeds.parse_feed(xxe, "https://a.example/")
     assert all("TOPSECRET" not in (e.title or "") for e in entries)
 
 
 def test_sitemaps_index_urlset_and_robots():
     index = b"""<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
       <sitemap><loc>https://a.example/sitemap-1.xml.gz</loc><lastmod>2017-06-30</lastmod></sitemap></sitemapindex>"""
-    result = discovery.parse_sitemap(index)
+    result = sitemaps.parse_sitemap(index)
     assert result.kind == "sitemapindex"
     assert result.entries == [("https://a.example/sitemap-1.xml.gz", "2017-06-30")]
     urlset = gzip.decompress(gzip.compress(b"""<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
       <url><loc>https://a.example/news/1.html</loc><lastmod>2017-06-22T10:00:00Z</lastmod></url>
       <url><loc>https://a.example/news/2.html</loc></url></urlset>"""))
-    result = discovery.parse_sitemap(urlset)
+    result = sitemaps.parse_sitemap(urlset)
     assert result.kind == "urlset"
     assert result.entries == [("https://a.example/news/1.html", "2017-06-22"), ("https://a.example/news/2.html", None)]
-    assert discovery.parse_sitemap(b"<html>nope</html>") is None
+    assert sitemaps.parse_sitemap(b"<html>nope</html>") is None
     robots = b"User-agent: *\nDisallow: /private/\nSitemap: https://a.example/sitemap_index.xml\n"
-    assert discovery.robots_sitemaps(robots, "https://a.example/robots.txt") == ["https://a.example/sitemap_index.xml"]
+    assert sitemaps.robots_sitemaps(robots, "https://a.example/robots.txt") == ["https://a.example/sitemap_index.xml"]
 
 
 def test_listing_keeps_releases_and_pagination_not_navigation():
@@ -77,7 +77,7 @@ def test_listing_keeps_releases_and_pagination_not_navigation():
       <a href="list?page=2">2</a> <a href="/eng/sgxw/archive.htm">下一页</a>
       <footer><a href="/eng/privacy.htm">Privacy</a><a href="https://twitter.com/x">Twitter</a></footer>
       <script>createPageHTML(4, 0, "index", "htm");</script></body></html>""")
-    links = discovery.listing_links(page, SOURCE)
+    links = listings.listing_links(page, SOURCE)
     assert [u for u, _ in links.releases] == [
         "https://ca.example.gov.cn/eng/sgxw/201706/t20170623_1234567.htm",
         "https://ca.example.gov.cn/eng/sgxw/201706/t20170622_1234566.htm",
@@ -90,12 +90,12 @@ def test_listing_keeps_releases_and_pagination_not_navigation():
 
 
 def test_trs_pager_and_rel_next():
-    assert discovery.trs_next_page("https://x.gov.cn/eng/sgxw/index_1.htm", 'createPageHTML(3, 1, "index", "htm")') == "https://x.gov.cn/eng/sgxw/index_2.htm"
-    assert discovery.trs_next_page("https://x.gov.cn/eng/sgxw/index_2.htm", 'createPageHTML(3, 2, "index", "htm")') is None
-    assert discovery.trs_next_page("https://x.gov.cn/web/a/index.shtml", "var countPage = 5;") == "https://x.gov.cn/web/a/index_1.shtml"
-    assert discovery.trs_next_page("https://x.gov.cn/eng/", "no pager here") is None
-    assert discovery.is_next_link("whatever", "next") and discovery.is_next_link(" Next › ", None)
-    assert discovery.is_next_link("下一页", None) and not discovery.is_next_link("Next steps for Canada", None)
+    assert listings.trs_next_page("https://x.gov.cn/eng/sgxw/index_1.htm", 'createPageHTML(3, 1, "index", "htm")') == "https://x.gov.cn/eng/sgxw/index_2.htm"
+    assert listings.trs_next_page("https://x.gov.cn/eng/sgxw/index_2.htm", 'createPageHTML(3, 2, "index", "htm")') is None
+    assert listings.trs_next_page("https://x.gov.cn/web/a/index.shtml", "var countPage = 5;") == "https://x.gov.cn/web/a/index_1.shtml"
+    assert listings.trs_next_page("https://x.gov.cn/eng/", "no pager here") is None
+    assert listings.is_next_link("whatever", "next") and listings.is_next_link(" Next › ", None)
+    assert listings.is_next_link("下一页", None) and not listings.is_next_link("Next steps for Canada", None)
 
 
 def test_normalise_url():

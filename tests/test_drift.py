@@ -16,7 +16,7 @@ import sys
 import pytest
 import sqlite_utils
 
-from crawler import discovery
+from crawler.discovery import common
 from crawler.sources import Source
 
 T0 = "2017-06-30T12:00:00Z"
@@ -244,7 +244,7 @@ def test_rhythm_flags_a_source_whose_releases_stopped_coming(tmp_path, site_serv
 def test_link_tally_rules():
     source = Source(id="s", name="S", country="CN", kind="embassy", languages=["en"],
                     article_pattern=r"^https://x\.gov\.cn/news/\d+\.htm$", article_exclude=r"/news/0+\.htm$")
-    listing = discovery.LinkTally("listing", "https://x.gov.cn/news/")
+    listing = common.LinkTally("listing", "https://x.gov.cn/news/")
     for url in ("https://x.gov.cn/about/", "https://x.gov.cn/news/", "https://x.gov.cn/a/b/c/",
                 "https://x.gov.cn/static/2017/site.css"):
         listing.miss(url)
@@ -253,17 +253,17 @@ def test_link_tally_rules():
     for n in range(2):
         listing.miss(f"https://x.gov.cn/other/2017/06/{n}.htm")
     assert not listing.drifting and listing.unmatched == 2
-    feed = discovery.LinkTally("feed", "https://x.gov.cn/rss.xml")
+    feed = common.LinkTally("feed", "https://x.gov.cn/rss.xml")
     feed.miss("https://x.gov.cn/")  # every feed entry is a candidate
     assert feed.drifting and feed.describe() == "1 link in the feed does not match article_pattern"
     assert feed.describe(name_url=True) == "1 link in feed https://x.gov.cn/rss.xml does not match article_pattern"
-    assert discovery.vetoed(source, "https://x.gov.cn/news/000.htm")
-    assert not discovery.vetoed(source, "https://x.gov.cn/news/123.htm")
-    assert not discovery.vetoed(source, "https://x.gov.cn/other/123.htm")
-    verdict, sample = discovery.drift_report([listing, feed])
+    assert common.vetoed(source, "https://x.gov.cn/news/000.htm")
+    assert not common.vetoed(source, "https://x.gov.cn/news/123.htm")
+    assert not common.vetoed(source, "https://x.gov.cn/other/123.htm")
+    verdict, sample = common.drift_report([listing, feed])
     assert verdict == "1 link in the feed does not match article_pattern"
     assert sample == ["https://x.gov.cn/"], "the evidence comes from the drifting entry point only"
-    assert discovery.drift_report([listing]) == (None, [])
+    assert common.drift_report([listing]) == (None, [])
 
 
 # -- distributed crawls carry the drift to the archive too ------------------------------------------

@@ -1,6 +1,6 @@
 """Statement types: the rules' order (pipelines/statement_type.py) and the feed category reaching them.
 
-The category of a feed item is parsed by crawler/discovery.py and carried in the
+The category of a feed item is parsed by crawler/discovery/feeds.py and carried in the
 release's hints to the store, where it is the last signal after the source's own
 rules, the title and the URL. The crawl test serves a copy of tests/sites/feed_site
 whose Atom entries carry categories, and runs ``python -m crawler crawl`` on it.
@@ -13,7 +13,7 @@ import shutil
 import sqlite_utils
 from conftest import SITES
 
-from crawler.discovery import parse_feed
+from crawler.discovery.feeds import parse_feed
 from pipelines.statement_type import classify
 
 ATOM_ENTRY = """<entry>
