@@ -119,6 +119,12 @@ class SharedPolitenessMiddleware:
         return float(delays.get(host, self.default_delay))
 
     async def process_request(self, request):
+        # Leased first: a request waiting here for its host's turn has already left the shared
+        # queue, and a worker killed meanwhile must not take it to the grave.
+        lease = lease_id(request)
+        if lease:
+            record = {"worker": self.worker, "request": request.to_dict(spider=self.crawler.spider)}
+            self.server.hset(LEASES_KEY, lease, pickle.dumps(record))
         host = (urlparse_cached(request).hostname or "").lower()
         delay = self._delay(host)
         if delay > 0:
@@ -127,10 +133,6 @@ class SharedPolitenessMiddleware:
             while not self.server.set(key, self.worker, nx=True, px=max(1, int(hold * 1000))):
                 wait = self.server.pttl(key)
                 await asyncio.sleep(max(wait, 50) / 1000)
-        lease = lease_id(request)
-        if lease:
-            record = {"worker": self.worker, "request": request.to_dict(spider=self.crawler.spider)}
-            self.server.hset(LEASES_KEY, lease, pickle.dumps(record))
 
     def process_exception(self, request, exception):
         release(self.server, lease_id(request))
