@@ -1,7 +1,7 @@
 """Benchmark ``pressarchive export`` on a large synthetic archive.
 
 Builds (or, with ``--reuse``, reuses) an archive of N synthetic releases with
-the real schema (``pipelines.schema.open_archive``): a mix of English and
+the real schema (``archive.schema.open_archive``): a mix of English and
 Chinese texts with lognormal lengths close to real press releases, 40
 sources, dates over 25 years with ~1% undated. Then runs the export in a
 child process and reports wall time, rows/s, MB/s, the child's peak RSS
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.schema import open_archive
+from archive.schema import open_archive
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "pressarchive-bench"

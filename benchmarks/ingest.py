@@ -20,20 +20,20 @@ Goal (issue 9): >= 5,000 releases/s with FTS in sync.
 from __future__ import annotations
 
 import argparse
-import resource
 import contextlib
 import random
+import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from crawler.items import ReleaseItem
+from archive import history, search_index
+from archive.schema import open_archive
 from crawler.sources import Source
-from pipelines import history, search_index
 from pipelines.extraction import content_hash, word_count
-from pipelines.schema import open_archive
+from pipelines.items import ReleaseItem
 from pipelines.store import ArchiveWriter, Preparer
 
 WORDS = ("minister statement cooperation partners security trade human rights agreement officials region "

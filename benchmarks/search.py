@@ -6,7 +6,7 @@ Builds (or reuses, if it already holds ``--rows`` releases) an archive with
 the real schema and the real indexing path (``ensure_search`` +
 the functions ``index_releases`` uses, batch by batch; no FTS5 ``optimize``,
 so segments are as a long crawl leaves them), then times each query type through an in-process Datasette made by
-``crawler.serve.make_datasette``: the releases table view
+``archive.site.serve.make_datasette``: the releases table view
 (``/archive/releases.json?_search=``, facets and count included) and the
 canned ``search`` query (bm25-ranked, with snippets). Prints p50/p95 per
 query type, time-limit hits, build time and file sizes.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.schema import RELEASES_COLUMNS, open_archive
-from pipelines.search_index import ensure_search, insert_prepared, prepare
+from archive.schema import RELEASES_COLUMNS, open_archive
+from archive.search_index import ensure_search, insert_prepared, prepare
 
 COMMON_EN = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "on", "with", "as", "by", "this", "it", "be", "are", "was", "at", "from", "has", "have", "we", "our", "will", "government", "minister", "said", "people", "support", "security", "international", "cooperation", "development", "economic", "countries", "meeting", "president", "foreign", "trade", "policy", "war", "peace", "software", "network", "property", "intellectual", "rights", "health", "climate", "energy"]
 COMMON_ZH = ["的", "了", "是", "在", "和", "有", "我们", "中国", "政府", "国际", "合作", "发展", "安全", "经济", "会议", "外交部", "发言人", "表示", "问题", "国家", "人民", "网络", "双方", "关系", "支持", "推动", "建设", "全球", "和平", "世界", "地区", "领域"]
@@ -223,7 +223,7 @@ def words_by_band(path: Path, per_band: int = 3) -> dict[str, list[str]]:
     """
     import sqlite3
 
-    from pipelines.search_index import user_match
+    from archive.search_index import user_match
 
     maker = TextMaker()
     candidates = []
@@ -257,7 +257,7 @@ async def time_queries(path: Path, repeats: int) -> None:
     The first request of each query is a warm-up (page cache) and is not timed; nothing is
     cached between requests by the plugin except the facet arrays, which follow the archive.
     """
-    from crawler.serve import DEFAULT_SETTINGS, make_datasette
+    from archive.site.serve import DEFAULT_SETTINGS, make_datasette
 
     ds = make_datasette(path)
     print("settings:", {k: v for k, v in DEFAULT_SETTINGS.items()}, "(shipped defaults)")
@@ -309,7 +309,7 @@ async def time_queries(path: Path, repeats: int) -> None:
                 f"{max(timings):8.1f}  {','.join(f'{c:,}' for c in counts if c is not None) or '':22} {timeouts}"
                 f"  first {','.join(f'{t:.0f}' for t in firsts)} ms"
             )
-    from pipelines.ranking import RANKERS
+    from archive.ranking import RANKERS
 
     for ranker in RANKERS.values():
         postings = sum(e.nbytes for e in ranker.entries.values())
@@ -342,7 +342,7 @@ def main() -> None:
     if existing != args.rows:
         print(f"building {args.rows:,} releases in {args.db}")
         print(f"build time {build(args.db, args.rows):.0f} s")
-    from pipelines.schema import open_archive as _open
+    from archive.schema import open_archive as _open
 
     t0 = time.perf_counter()
     ensure_search(_open(args.db))  # what `pressarchive serve` does first (statistics for the planner)

@@ -17,11 +17,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from crawler.items import EntryFetch
+from archive.schema import CRAWL_RUNS_COLUMNS
 from crawler.middlewares.distributed import ITEMS_KEY, PROCESSING_KEY, connect
 from crawler.sources import Source
+from pipelines.items import EntryFetch
 from pipelines.queue import decode
-from pipelines.schema import CRAWL_RUNS_COLUMNS
 from pipelines.store import RUN_COUNTS, ArchiveWriter, run_status
 
 logger = logging.getLogger(__name__)

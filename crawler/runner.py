@@ -76,8 +76,8 @@ def prepare_archive(db_path) -> None:
     cannot be written stops the crawl with one message instead of a crawl that stores nothing."""
     import sqlite3
 
-    from pipelines.schema import open_archive
-    from pipelines.search_index import ensure_search
+    from archive.schema import open_archive
+    from archive.search_index import ensure_search
 
     try:
         db = open_archive(db_path)

@@ -25,8 +25,8 @@ host, port) a source's own URLs name.
 
 import os
 
+from archive.history import RECHECK_HOURS
 from crawler import __version__
-from pipelines.history import RECHECK_HOURS
 
 BOT_NAME = "pressarchive"
 SPIDER_MODULES = ["crawler.spiders"]
@@ -110,7 +110,7 @@ ARCHIVE_BATCH_SIZE = 25
 ARCHIVE_MAX_BYTES = 0  # > 0: the archive file never grows past it; writes then fail as on a full disk
 PRESSARCHIVE_SOURCES = ""
 
-# Incremental crawling and history (see crawler/spiders/releases.py, pipelines/history.py).
+# Incremental crawling and history (see crawler/spiders/releases.py, archive/history.py).
 PRESSARCHIVE_BACKFILL = False  # True: walk every listing page, not only up to the first all-known page
 PRESSARCHIVE_RECHECK_HOURS = list(RECHECK_HOURS)  # 1, 6, 24, 72, 168, 720 h after first_seen; then every 180 days
 PRESSARCHIVE_MAX_RECHECKS = 1000  # known releases fetched again per source and run, oldest due first

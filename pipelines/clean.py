@@ -36,10 +36,10 @@ from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from crawler import settings as defaults  # every default is declared once, there
-from crawler.items import ReleaseItem
 from crawler.sources import MAX_URL_CHARS, safe_regex
 from pipelines import dates, extraction
 from pipelines.encoding import decode_notes
+from pipelines.items import ReleaseItem
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
 def clean_for_archive(*args) -> dict:
     """:func:`clean_page` plus the search form of title and text, made here in the
     worker so that the archive's single writer only has to store it."""
-    from pipelines import search_index
+    from archive import search_index
 
     cleaned = clean_page(*args)
     cleaned["search_form"] = (search_index.search_form(cleaned["title"]), search_index.search_form(cleaned["text"]))

@@ -16,9 +16,9 @@ import json
 
 from scrapy import signals
 
-from crawler.clock import now_iso
+from archive.clock import now_iso
 from crawler.middlewares.distributed import ITEMS_KEY, connect, release
-from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
+from pipelines.items import EntryFetch, ReleaseCheck, ReleaseItem
 
 TYPES = {ReleaseItem: "release", ReleaseCheck: "check", EntryFetch: "entry"}
 CLASSES = {name: cls for cls, name in TYPES.items()}

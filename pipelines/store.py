@@ -2,7 +2,7 @@
 
 :class:`ArchiveWriter` is the one writer of the archive, used by the crawl's
 :class:`StorePipeline` and by ``pressarchive ingest`` (distributed crawls).
-It upserts by normalised URL through :mod:`pipelines.history`: a new release
+It upserts by normalised URL through :mod:`archive.history`: a new release
 gets version 1; a changed one a new version with a diff; an unchanged one only
 moves ``last_seen``. Recheck outcomes (304, gone) become ``last_seen`` moves
 or removal events; documents linked from a release go to ``release_files``.
@@ -34,12 +34,12 @@ from typing import NamedTuple
 
 from scrapy import signals
 
+from archive import history, search_index
+from archive.clock import now_iso, parse_iso
+from archive.schema import open_archive
+from archive.urls import scheme_twin
 from crawler import settings as defaults  # every default is declared once, there
-from crawler.clock import now_iso, parse_iso
-from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
-from crawler.urls import scheme_twin
-from pipelines import history, search_index
-from pipelines.schema import open_archive
+from pipelines.items import EntryFetch, ReleaseCheck, ReleaseItem
 from pipelines.statement_type import classify
 
 logger = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class ArchiveWriter(Preparer):
         Releases the archive has never seen (the bulk of a first crawl or a
         backfill) are inserted together, with their versions and index
         entries, by a few ``executemany`` calls; everything else goes through
-        :func:`pipelines.history.apply_release` / ``apply_check`` one by one,
+        :func:`archive.history.apply_release` / ``apply_check`` one by one,
         in the order received. ``prepared``: :meth:`prepare` of these items.
         """
         items = list(items)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.schema import open_archive
-from pipelines.search_index import ensure_search, index_releases
+from archive.schema import open_archive
+from archive.search_index import ensure_search, index_releases
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

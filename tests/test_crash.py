@@ -132,7 +132,7 @@ def test_sigkill_at_random_moments_loses_nothing_reported(site):
 
 
 def test_readers_never_see_a_locked_database(site):
-    from crawler.serve import make_datasette
+    from archive.site.serve import make_datasette
 
     work, sources, server = site
     db = work / "archive.db"

@@ -4,9 +4,9 @@ import gzip
 
 from scrapy.http import HtmlResponse
 
+from archive.urls import normalise_url
 from crawler.discovery import feeds, listings, sitemaps
 from crawler.sources import Source
-from crawler.urls import normalise_url
 
 SOURCE = Source(
     id="t", name="T", country="CN", kind="embassy", languages=["en"],

@@ -13,6 +13,7 @@ import pytest
 import sqlite_utils
 from conftest import write_sources
 
+from archive.fetch_state import SourceState
 from crawler.discovery import feeds, json_api, wordpress
 from crawler.discovery.common import (
     NEW,
@@ -24,7 +25,6 @@ from crawler.discovery.common import (
     plain,
 )
 from crawler.sources import Source
-from crawler.state import SourceState
 from pipelines.dates import parse_date_value
 
 # Real-world date values of feeds (RSS pubDate, Atom, dc:date), sitemaps (<lastmod>), JSON APIs

@@ -9,7 +9,7 @@ The truth is computed from the archive's own ``releases`` rows with Python (neve
 from the search index): English words as whole words, any case; a phrase as its
 words with only non-word characters between them; Chinese as a substring after
 NFKC. Title and text are matched each on its own, as the index keeps them apart.
-Everything is asked of a real in-process Datasette (``crawler.serve.make_datasette``).
+Everything is asked of a real in-process Datasette (``archive.site.serve.make_datasette``).
 
 Contract checked, for each query:
 
@@ -37,10 +37,10 @@ from collections import Counter
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+import gensite
 import pytest
 
-import gensite
-from crawler.serve import make_datasette
+from archive.site.serve import make_datasette
 
 FACETS = ("source_id", "country", "kind", "language", "year", "statement_type")
 MIN_MATCHES = 500  # the old table search's limit: every query here must exceed it

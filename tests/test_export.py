@@ -1,6 +1,6 @@
-"""Tests for ``pressarchive export`` (crawler/export.py).
+"""Tests for ``pressarchive export`` (archive/export.py).
 
-Every test builds a real archive file with ``pipelines.schema.open_archive``,
+Every test builds a real archive file with ``archive.schema.open_archive``,
 runs the click command through ``CliRunner`` (or as a real subprocess when
 the process has to die) and reads the files back with independent tools:
 the csv module, ``sqlite-utils insert --csv``, ``sha256sum`` and Datasette.
@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from archive.export import RELEASES_LEAD_COLUMNS, SNAPSHOT_NAME
+from archive.schema import SCHEMA_VERSION, open_archive
 from crawler.cli.export import export_command
-from crawler.export import RELEASES_LEAD_COLUMNS, SNAPSHOT_NAME
-from pipelines.schema import SCHEMA_VERSION, open_archive
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -154,7 +154,7 @@ def test_row_order_published_then_id_undated_last(archive, tmp_path):
 def test_fast_csv_writer_matches_stdlib_csv(archive):
     import io
 
-    from crawler.export import csv_lines
+    from archive.export import csv_lines
 
     rows = [list(r.values()) for r in archive_rows(archive)]
     rows += [["", None, 0, -1, 1.5, 1e-20, " lead space", "tab\there", "cr\ronly", '"', ",", "a\r\nb"]]
@@ -193,7 +193,7 @@ def test_column_order_follows_schema_not_migration_history(tmp_path):
     open_archive(path).close()  # migrates: missing columns are appended
 
     header, _ = read_csv(export(path, tmp_path / "exports") / "releases.csv")
-    from pipelines.schema import RELEASES_COLUMNS
+    from archive.schema import RELEASES_COLUMNS
     rest = [c for c in RELEASES_COLUMNS if c not in RELEASES_LEAD_COLUMNS]
     assert header == list(RELEASES_LEAD_COLUMNS) + rest
 
@@ -436,7 +436,7 @@ def test_round_trip_through_sqlite_utils_insert_csv(archive, tmp_path):
 
 def datasette_csv(archive: Path, query: str) -> tuple[int, str]:
     try:
-        from crawler.serve import make_datasette
+        from archive.site.serve import make_datasette
     except ImportError:
         make_datasette = None
 
@@ -455,7 +455,7 @@ def datasette_csv(archive: Path, query: str) -> tuple[int, str]:
 
 
 def test_datasette_csv_streams_filtered_view_and_search(archive):
-    from pipelines import search_index
+    from archive import search_index
 
     db = open_archive(archive)
     search_index.ensure_search(db)
@@ -499,7 +499,7 @@ SEARCHABLE = [
 @pytest.fixture
 def search_archive(tmp_path) -> Path:
     """An archive written like the crawler writes one: schema, search index, indexed releases."""
-    from pipelines.search_index import ensure_search, index_releases
+    from archive.search_index import ensure_search, index_releases
 
     path = tmp_path / "search.db"
     db = open_archive(path)
@@ -716,7 +716,7 @@ def test_search_refuses_an_out_of_date_index(search_archive, tmp_path, write, ch
     assert "search index" in result.output and "is out of date (releases were written" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
-    from pipelines.search_index import ensure_search
+    from archive.search_index import ensure_search
 
     db = open_archive(search_archive)
     ensure_search(db)  # what `pressarchive serve` does on start

@@ -1,7 +1,7 @@
-"""Unit tests for crawler.state: what a crawl reads back from the archive before it starts.
+"""Unit tests for archive.fetch_state: what a crawl reads back from the archive before it starts.
 
 Every archive here is a real SQLite file in tmp_path, written by the real writer
-(:class:`pipelines.store.ArchiveWriter`, schema from :mod:`pipelines.schema`), as a
+(:class:`pipelines.store.ArchiveWriter`, schema from :mod:`archive.schema`), as a
 previous crawl leaves it; :func:`load_state` then reads it as the spider does.
 """
 
@@ -12,9 +12,9 @@ import sqlite3
 
 import pytest
 
-from crawler.items import EntryFetch, ReleaseCheck, ReleaseItem
+from archive.fetch_state import SourceState, load_state
 from crawler.sources import Source
-from crawler.state import SourceState, load_state
+from pipelines.items import EntryFetch, ReleaseCheck, ReleaseItem
 from pipelines.store import ArchiveWriter
 
 T0 = "2024-03-01T10:00:00Z"

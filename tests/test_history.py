@@ -1,7 +1,7 @@
-"""Unit tests for pipelines.history: versions, removals, reappearance and the recheck schedule.
+"""Unit tests for archive.history: versions, removals, reappearance and the recheck schedule.
 
 Each test writes a real SQLite archive in tmp_path with the real schema
-(:func:`pipelines.schema.open_archive`) through :func:`history.apply_release` and
+(:func:`archive.schema.open_archive`) through :func:`history.apply_release` and
 :func:`history.apply_check`, as the writer does, or through the writer itself
 (:class:`pipelines.store.ArchiveWriter`) where its counts matter. The end-to-end
 story (a site edited and pruned between crawls) is ``tests/test_incremental.py``.
@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from crawler.clock import parse_iso
-from crawler.items import ReleaseCheck, ReleaseItem
+from archive import history
+from archive.clock import parse_iso
+from archive.schema import open_archive
 from crawler.sources import Source
-from pipelines import history
-from pipelines.schema import open_archive
+from pipelines.items import ReleaseCheck, ReleaseItem
 from pipelines.store import ArchiveWriter
 
 URL = "https://www.example.gc.ca/en/news/2024/03/statement.html"

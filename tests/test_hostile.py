@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from archive.urls import normalise_url
 from crawler.demo.server import SiteServer
 from crawler.middlewares.ssrf import non_public_reason
-from crawler.urls import normalise_url
 
 SITE = Path(__file__).parent / "sites" / "hostile_site"
 T0 = "2024-03-20T12:00:00Z"
@@ -266,7 +266,7 @@ def test_script_payloads_are_not_text(hostile):
 
 
 def test_script_payload_is_escaped_when_served(hostile):
-    from crawler.serve import make_datasette
+    from archive.site.serve import make_datasette
 
     _, db, _, base, work = hostile
     release_id = release(db, base, "/news/r/script.html")["id"]
@@ -295,9 +295,9 @@ def test_url_variants_normalise_to_one_key():
 
 
 def test_http_and_https_are_one_release(tmp_path):
-    from crawler.clock import parse_iso
-    from pipelines import history
-    from pipelines.schema import open_archive
+    from archive import history
+    from archive.clock import parse_iso
+    from archive.schema import open_archive
 
     db = open_archive(tmp_path / "a.db")
     base = {"title": "Statement", "text": "The same statement.", "source_id": "s"}
@@ -559,8 +559,8 @@ def test_names_are_vetted_by_the_address_they_resolve_to(url, resolves_to, refus
 
     from scrapy import Request
 
-    from crawler.sources import load_sources
     from crawler.middlewares.ssrf import RefusedAddress, SSRFProtectionMiddleware
+    from crawler.sources import load_sources
 
     sources = load_sources(text=source_toml("s", "http://gov.example", listings=["/news/"])
                            + source_toml("t", "http://127.0.0.1:8000", listings=["/news/"]))

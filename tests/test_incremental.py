@@ -18,7 +18,7 @@ import time
 import pytest
 import sqlite_utils
 
-from crawler.lock import archive_lock
+from archive.lock import archive_lock
 
 T0 = "2017-06-30T12:00:00Z"
 RELEASES = {

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.export import SNAPSHOT_NAME, TMP_PREFIX
+from archive.export import SNAPSHOT_NAME, TMP_PREFIX
 from pipelines.encoding import DecodeNote, decode_html, decode_notes
 
 PRESSARCHIVE = Path(sys.executable).with_name("pressarchive")

@@ -34,8 +34,6 @@ import sqlite_utils
 from scrapy import Request
 from test_hostile import _Crawler
 
-from crawler.runner import build_settings
-from crawler.sources import load_sources
 from crawler.middlewares.ssrf import (
     Origin,
     RefusedAddress,
@@ -44,6 +42,8 @@ from crawler.middlewares.ssrf import (
     configured_urls,
     origin_of,
 )
+from crawler.runner import build_settings
+from crawler.sources import load_sources
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

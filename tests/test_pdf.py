@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from pipelines.extraction import Extraction
-from pipelines.pdf import (analyse_pdf, extract_pdf, find_date, has_text_layer, is_junk_title, is_pdf, pdf_date,
-                           pdf_links)
+from pipelines.pdf import (
+    analyse_pdf,
+    extract_pdf,
+    find_date,
+    has_text_layer,
+    is_junk_title,
+    is_pdf,
+    pdf_date,
+    pdf_links,
+)
 
 PDFS = Path(__file__).parent / "pdfs"
 FETCHED = datetime(2024, 6, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The ranked search from cached postings (``pipelines.ranking``) is exactly FTS5's bm25() order.
+"""The ranked search from cached postings (``archive.ranking``) is exactly FTS5's bm25() order.
 
 On the real archive of ``generated_archive`` (~2,400 releases crawled from the generated
 sites on 127.0.0.1, tests/conftest.py), with the postings threshold lowered so that every
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from crawler.serve import make_datasette
-from pipelines import ranking
-from pipelines.search_index import ID_BITS, index_releases, user_match
+from archive import ranking
+from archive.search_index import ID_BITS, index_releases, user_match
+from archive.site.serve import make_datasette
 
 BM25 = "bm25(releases_fts, 10.0, 1.0, 0.0)"
 QUERIES = [

@@ -2,7 +2,7 @@
 
 Each test builds a real archive file (``open_archive`` + releases rows +
 ``index_releases``) and talks to it through ``datasette.client`` as served by
-``crawler.serve.make_datasette``.
+``archive.site.serve.make_datasette``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
+from archive.schema import open_archive
+from archive.search_index import ensure_search, index_releases, rewrite_query
+from archive.site.serve import make_datasette
 from crawler.cli.serve import serve_command
-from crawler.serve import make_datasette
-from pipelines.schema import open_archive
-from pipelines.search_index import ensure_search, index_releases, rewrite_query
 
 RELEASES = [
     # id, source_id, country, language, published, title, text

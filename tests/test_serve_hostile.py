@@ -3,7 +3,7 @@
 Every test serves a real archive made by a real crawl (a copy of the session fixture
 ``generated_archive``: ~2,400 releases crawled from local sites), either through the
 real ``serve`` command (uvicorn in a subprocess on 127.0.0.1, ``--port 0``) or through
-the same app in process (``crawler.serve.make_datasette`` and ``datasette.client``).
+the same app in process (``archive.site.serve.make_datasette`` and ``datasette.client``).
 
 - Serving never writes: the archive's bytes and mtime are the same afterwards, a
   read-only folder is served (as an unprivileged user when the tests run as root,
@@ -40,9 +40,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from archive import search_index
+from archive.site.serve import make_datasette
 from crawler.cli.serve import serve_command
-from crawler.serve import make_datasette
-from pipelines import search_index
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,12 +6,18 @@ import gzip
 import http.client
 import json
 import re
-import tomllib
 from urllib.parse import urlsplit
 
 import pytest
+import tomllib
 
-from crawler.demo.server import DEMO_SITES, SiteServer, serve_sites, stop_all, substitute_bases
+from crawler.demo.server import (
+    DEMO_SITES,
+    SiteServer,
+    serve_sites,
+    stop_all,
+    substitute_bases,
+)
 
 FIXTURE_SITES = ("feed_site", "sitemap_site", "listing_site", "gbk_site")
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 
-
 def run(args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True,

@@ -13,16 +13,15 @@ import pickle
 import shutil
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-import crawler
-from crawler.items import ReleaseItem
+from archive import search_index
+from archive.schema import PAGE_SIZE
+from archive.site.serve import CONFIG_DIR
 from crawler.sources import Source
-from pipelines import search_index
-from pipelines.schema import PAGE_SIZE
+from pipelines.items import ReleaseItem
 from pipelines.store import ArchiveWriter, Preparer
 
 SOURCES = {"ca": Source(id="ca", name="Canada", country="CA", kind="foreign_ministry", languages=["en"],
@@ -166,16 +165,14 @@ def test_bulk_transaction_commits_once_and_rolls_back_whole(tmp_path):
     seven = writer.db.execute("select id from releases where url like '%/7.html'").fetchone()[0]
     assert matches(writer.db, "naval") == {seven} and seven not in matches(writer.db, "maritime")
     integrity(writer.db)
-    with pytest.raises(RuntimeError, match="boom"):
-        with writer.transaction():
-            writer.write_prepared(preparer.prepare([release(n) for n in range(300, 400)]))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), writer.transaction():
+        writer.write_prepared(preparer.prepare([release(n) for n in range(300, 400)]))
+        raise RuntimeError("boom")
     assert reader.execute("select count(*) from releases").fetchone()[0] == 300  # all of it rolled back
     assert len(matches(writer.db, "maritime")) == 299
-    with pytest.raises(RuntimeError, match="does not nest"):
+    with pytest.raises(RuntimeError, match="does not nest"), writer.transaction():
         with writer.transaction():
-            with writer.transaction():
-                pass
+            pass
     writer.write([release(400)])  # plain writes still commit on their own
     assert reader.execute("select count(*) from releases").fetchone()[0] == 301
     integrity(writer.db)
@@ -215,7 +212,7 @@ def test_same_text_index_new_archives_compact_old_ones_keep_theirs(tmp_path):
     joint = [release(1, "Joint statement text."), release(2, "Joint statement text."), release(3)]
     joint[1].content_hash = joint[0].content_hash  # the same text on a second site
     new.write(joint)
-    metadata = yaml.safe_load((Path(crawler.__file__).parent / "datasette" / "metadata.yaml").read_text())
+    metadata = yaml.safe_load((CONFIG_DIR / "metadata.yaml").read_text())
     same_text = metadata["databases"]["archive"]["queries"]["same_text"]["sql"]
     assert [row[0] for row in new.db.execute(same_text, {"id": 2})] == [1, 2]
     assert [row[0] for row in new.db.execute(same_text, {"id": 3})] == [3]

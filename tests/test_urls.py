@@ -1,4 +1,4 @@
-"""Unit tests for crawler.urls: the archive's key of a release URL, and which URLs are fetched.
+"""Unit tests for archive.urls: the archive's key of a release URL, and which URLs are fetched.
 
 ``tests/test_discovery.py`` and ``tests/test_hostile.py`` check a few variants of one
 URL; here each rule of :func:`normalise_url` on its own, what it must leave alone
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.urls import (
+from archive.urls import (
     TRACKING_PARAMS,
     is_http_url,
     is_tracking_param,

@@ -21,7 +21,13 @@ from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.middlewares.warc import WarcCaptureMiddleware, WarcLocation, WarcWriter, iter_records, read_record
+from crawler.middlewares.warc import (
+    WarcCaptureMiddleware,
+    WarcLocation,
+    WarcWriter,
+    iter_records,
+    read_record,
+)
 from pipelines.pdf import analyse_pdf
 
 REPO = Path(__file__).resolve().parents[1]

@@ -66,7 +66,7 @@ def crawl_sources(selected, db_path, lock=True, **options) -> int:
     # Imported here: Scrapy's import is slow, and only crawling needs it.
     from contextlib import nullcontext
 
-    from crawler.lock import ArchiveLocked, archive_lock
+    from archive.lock import ArchiveLocked, archive_lock
     from crawler.runner import ArchiveError, build_settings, run_crawl
 
     if lock:  # a distributed worker does not write the archive (the ingester does): no check, no lock

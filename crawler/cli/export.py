@@ -34,7 +34,7 @@ def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, 
     sha256 of every file, filters, versions) and a README.md describing the
     columns. Prints the folder's path.
     """
-    from crawler.export import (  # (slow to import: only when the command runs)
+    from archive.export import (  # (slow to import: only when the command runs)
         ExportError,
         Options,
         build_filters,

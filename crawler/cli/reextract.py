@@ -25,7 +25,7 @@ def reextract_command(source_ids, db_path, warc_dir):
     missing or unreadable: said on stderr, the rest is done); 2 nothing done
     (no archive, an unknown source id, no raw capture folder).
     """
-    from crawler.reextract import (  # (slow to import: only when the command runs)
+    from archive.reextract import (  # (slow to import: only when the command runs)
         ReextractRefused,
         reextract,
     )

@@ -19,9 +19,9 @@ def reindex(db_path):
     is served with a warning until this (or a crawl) has run. Resumable: the index is
     built in batches of their own transactions.
     """
-    from crawler.lock import ArchiveLocked, archive_lock
-    from pipelines.schema import open_archive
-    from pipelines.search_index import ensure_search
+    from archive.lock import ArchiveLocked, archive_lock
+    from archive.schema import open_archive
+    from archive.search_index import ensure_search
 
     check_db(db_path, write=True)
     try:

@@ -16,7 +16,7 @@ from crawler.cli.options import db_option, fail
               help="Port to listen on (0: any free port, printed).")
 def serve_command(db_path: Path, host: str, port: int) -> None:
     """Browse and search the archive in Datasette (read-only: never writes the archive)."""
-    from crawler.serve import (  # (slow to import: only when the command runs)
+    from archive.site.serve import (  # (slow to import: only when the command runs)
         ServeError,
         bind_socket,
         inspect_archive,

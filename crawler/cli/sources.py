@@ -80,7 +80,7 @@ def sources_check(source_ids, sources_file, contact, db_path):
     """
     import tempfile
 
-    from crawler.health import overdue
+    from archive.health import overdue
     from crawler.runner import build_settings, run_crawl
 
     selected = chosen_sources(sources_file, source_ids)
@@ -122,8 +122,8 @@ def sources_check(source_ids, sources_file, contact, db_path):
 
 def _check_problem(run, sample, late=None) -> str | None:
     """Why a checked source looks broken or drifting (lines), or None. ``late``: the rhythm
-    verdict of crawler.health.overdue."""
-    from crawler.health import link_drift_lines
+    verdict of archive.health.overdue."""
+    from archive.health import link_drift_lines
 
     if run is None:
         return "not crawled"

@@ -17,7 +17,7 @@ def status_command(db_path, max_age_hours):
     """Per-source health; exit code 1 when any source looks broken or drifting (for cron mail and
     monitoring). Drifting: its links no longer match article_pattern, or its releases stopped
     coming at its usual rhythm."""
-    from crawler.health import (  # (slow to import: only when the command runs)
+    from archive.health import (  # (slow to import: only when the command runs)
         open_for_status,
         source_health,
     )

@@ -17,7 +17,13 @@ from crawler.sources import load_sources
 
 def run_demo(db_path: Path, crawl_sources) -> int:
     """Serve the demo sites, crawl them into ``db_path``; return the crawl's exit code."""
-    from crawler.demo.server import DEMO_SITES, DEMO_SOURCES, serve_sites, stop_all, substitute_bases
+    from crawler.demo.server import (
+        DEMO_SITES,
+        DEMO_SOURCES,
+        serve_sites,
+        stop_all,
+        substitute_bases,
+    )
 
     servers = serve_sites(DEMO_SITES)
     try:

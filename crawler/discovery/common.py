@@ -37,12 +37,12 @@ from urllib.parse import urlsplit
 import scrapy
 from lxml import etree
 
-from crawler.clock import now_iso
-from crawler.items import EntryFetch
+from archive.clock import now_iso
+from archive.fetch_state import SourceState
+from archive.urls import is_http_url, normalise_url, scheme_twin
 from crawler.sources import MAX_URL_CHARS
-from crawler.state import SourceState
-from crawler.urls import is_http_url, normalise_url, scheme_twin
 from pipelines.dates import parse_date_value
+from pipelines.items import EntryFetch
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import html
 import re
 
-from crawler.clock import now_iso
+from archive.clock import now_iso
+from archive.urls import is_http_url, normalise_url
 from crawler.discovery.common import (
     NEW,
     RELEASE_PRIORITY,
@@ -28,8 +29,7 @@ from crawler.discovery.common import (
     iso_date,
     plain,
 )
-from crawler.items import ReleaseItem
-from crawler.urls import is_http_url, normalise_url
+from pipelines.items import ReleaseItem
 
 _FIELD_RE = re.compile(r"\{([A-Za-z0-9_.]+)((?:\|[a-z]+)*)\}")
 

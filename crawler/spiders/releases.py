@@ -6,7 +6,7 @@ is a mixin of :mod:`crawler.discovery` holding its parser and callbacks (its mod
 doc says how the family works); this class composes them and keeps what is the
 spider's own: reading the settings, one download slot per host, the start requests
 of each source, and the errback of every request. The state left by earlier crawls
-comes from :mod:`crawler.state`; cleaning and storage are in ``pipelines/``.
+comes from :mod:`archive.fetch_state`; cleaning and storage are in ``pipelines/``.
 
 Incremental by default: entry points are fetched with conditional GET (a 304 ends
 that branch), pagination stops at the first page of known releases, and known
@@ -39,7 +39,9 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import DNSLookupError, TCPTimedOutError, TimeoutError
 
-from crawler.clock import now_iso
+from archive.clock import now_iso
+from archive.fetch_state import load_state
+from archive.urls import normalise_url
 from crawler.discovery.attachments import ReleasePages
 from crawler.discovery.common import LinkTally, Scope
 from crawler.discovery.feeds import FeedDiscovery
@@ -47,13 +49,11 @@ from crawler.discovery.json_api import JsonApiDiscovery
 from crawler.discovery.listings import ListingDiscovery
 from crawler.discovery.sitemaps import SitemapDiscovery
 from crawler.discovery.wordpress import WordPressDiscovery
-from crawler.items import ReleaseCheck
 from crawler.logs import install_filters
 from crawler.middlewares.ssrf import OffsiteRedirect, Refused
 from crawler.middlewares.throttle import NO_DELAY
 from crawler.sources import SourceError, load_sources, select_sources
-from crawler.state import load_state
-from crawler.urls import normalise_url
+from pipelines.items import ReleaseCheck
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ReleasesSpider(FeedDiscovery, SitemapDiscovery, ListingDiscovery, JsonApiD
             sources = _registry_sources(sources_file, ids)
         self.sources = {s.id: s for s in sources}
         self.allowed_domains = sorted({d for s in sources for d in s.allowed_domains})
-        self.state = {}  # source id -> crawler.state.SourceState, loaded in from_crawler
+        self.state = {}  # source id -> archive.fetch_state.SourceState, loaded in from_crawler
         self.requested: set[str] = set()  # release URLs queued in this run
         self.links: dict[str, dict[str, LinkTally]] = {}  # source id -> entry point -> its links
 

@@ -42,7 +42,7 @@ class ReleaseItem:
     word_count: int | None = None
     extractor: str | None = None
     # (title, text) as the search index wants them, made by the cleaning worker so the
-    # archive's single writer does not spend its time on it (pipelines.search_index.search_form)
+    # archive's single writer does not spend its time on it (archive.search_index.search_form)
     search_form: tuple | list | None = field(default=None, repr=False)
 
 

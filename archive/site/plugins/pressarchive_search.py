@@ -2,7 +2,7 @@
 
 - ``?_search=`` on the ``releases`` table is handled here, not by Datasette's
   built-in FTS filter: the query is rewritten for the bigram index (see
-  ``pipelines.search_index``) and the table is restricted to **every** match.
+  ``archive.search_index``) and the table is restricted to **every** match.
   Datasette's own count, facets, pagination and CSV/JSON streaming then work
   over all matches. Two of those would read every matching release row (a
   count over 500,000 wide rows takes seconds), so for them the plugin answers
@@ -17,7 +17,7 @@
 - SQL functions for the canned ``search`` query: ``pressarchive_best(q)``
   (FTS5's ``bm25()`` over every match, the title weighted ten times: the best
   50; words and phrases matching many releases are scored from cached postings
-  with bm25()'s own arithmetic, ``pipelines.ranking``), ``pressarchive_match(q)`` and ``pressarchive_snippet(text, q)``
+  with bm25()'s own arithmetic, ``archive.ranking``), ``pressarchive_match(q)`` and ``pressarchive_snippet(text, q)``
   (matches wrapped in ⟦ ⟧).
 - ``text`` is shown as escaped paragraphs, snippets with <mark>; archived
   HTML is always inert because every value is escaped before we add markup.
@@ -26,13 +26,13 @@
   bounded (:func:`harden`): SQLite's limits (the longest string or blob, the
   SQL, expression depth...), an authorizer refusing functions that leak
   pointers or load code and ``ATTACH``, and a budget of bytes a query may
-  return. Searches are bounded too (``pipelines.search_index.QUERY_MAX_CHARS``
+  return. Searches are bounded too (``archive.search_index.QUERY_MAX_CHARS``
   and ``QUERY_MAX_TERMS``: a clear message, never a 500), the plugin's own
   SQL and its ranking thread stop at Datasette's ``sql_time_limit_ms``, a
   request's facets are run once each and at most 10 (:func:`bounded_facets`),
   and no response header grows past a few KB (:func:`bounded_headers`).
 - A missing search index makes searches say so (503); an out-of-date one is
-  searched as it is, and the pages say that too (``crawler.serve.search_index_problem``).
+  searched as it is, and the pages say that too (``archive.site.serve.search_index_problem``).
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ from datasette.utils import urlsafe_components
 from datasette.views.base import DatasetteError
 from markupsafe import Markup, escape
 
-from crawler.serve import search_index_problem
-from pipelines.ranking import ranker_for
-from pipelines.search_index import (
+from archive.ranking import ranker_for
+from archive.search_index import (
     CJK_RUN,
     FACET_COLUMNS,
     FACETS_LOG_KEY,
@@ -72,6 +71,7 @@ from pipelines.search_index import (
     check_query_size,
     user_match,
 )
+from archive.site.serve import search_index_problem
 
 MARK_START, MARK_END = "\u27e6", "\u27e7"  # ⟦ ⟧: plain text, safe in JSON
 SNIPPET_CHARS = 240
@@ -623,7 +623,7 @@ def _filter_pairs(request):
     return pairs, exact
 
 
-# Orders an index of the releases table gives (pipelines/schema.py, search_index.ensure_search).
+# Orders an index of the releases table gives (archive/schema.py, search_index.ensure_search).
 INDEXED_SORTS = {"id", "published", "source_id", "country", "kind", "language", "year",
                  "statement_type", "url"}
 
@@ -819,7 +819,7 @@ INDEX_STATES: dict[str, tuple[float, object]] = {}
 
 
 async def index_problem(db):
-    """``crawler.serve.search_index_problem`` of this database (its cheap form), looked at every
+    """``archive.site.serve.search_index_problem`` of this database (its cheap form), looked at every
     INDEX_CHECK_SECONDS."""
     key = db.path or db.name
     cached = INDEX_STATES.get(key)
@@ -839,7 +839,7 @@ RANK_LOCAL = threading.local()
 RANK_SPLITS: dict[str, tuple[float, int | None]] = {}  # path -> (when, middle FTS rowid)
 LOWEST, HIGHEST = -(2**63), 2**63 - 1
 RANKED_CALL = "pressarchive_best(:q)"  # in the canned search's SQL (metadata.yaml)
-# Rank the commonest words from cached postings (pipelines.ranking); False: always FTS5's bm25().
+# Rank the commonest words from cached postings (archive.ranking); False: always FTS5's bm25().
 RANK_CACHE = True
 
 
@@ -893,7 +893,7 @@ def best_matches(conn, path: str | None, q: str, deadline: float, immutable: boo
     ``bm25()`` over every match, the title counting ten times (ties: newest
     first). A query that is an AND of words or phrases each matching many
     releases (the commonest words) is ranked from cached postings with the
-    same arithmetic (``pipelines.ranking``: the same list, in a few ms once
+    same arithmetic (``archive.ranking``: the same list, in a few ms once
     the postings are built, following a crawl that is writing). Others are
     ranked by FTS5: bm25() costs about 1.5 µs a match, so on a large archive
     the two halves of the index are scored at once, each on its own

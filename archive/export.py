@@ -46,7 +46,7 @@ from pathlib import Path
 
 import click
 
-from pipelines import schema, search_index
+from archive import schema, search_index
 
 logger = logging.getLogger(__name__)
 

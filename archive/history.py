@@ -19,8 +19,8 @@ import hashlib
 import unicodedata
 from datetime import datetime, timedelta
 
-from crawler.clock import iso, parse_iso
-from crawler.urls import scheme_twin
+from archive.clock import iso, parse_iso
+from archive.urls import scheme_twin
 
 # Hours after first_seen at which a release is fetched again; after the last
 # step it is rechecked every RECHECK_OLD_DAYS days.

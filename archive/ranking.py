@@ -24,7 +24,7 @@ recomputed from it must equal ``bm25()``'s bit for bit, or nothing is cached.
 
 Following a crawl (the server reads an archive a crawl is writing): every
 (re)indexing appends the release to ``release_facets`` (see
-``pipelines.search_index``), so, like the plugin's facet arrays, the ranker
+``archive.search_index``), so, like the plugin's facet arrays, the ranker
 reads the log rows appended since it last looked, in the same read
 transaction as the query: the changed releases leave the entries, and their
 indexed values (the release row, or the pending old values, checked against
@@ -52,7 +52,7 @@ import time
 
 import numpy as np
 
-from pipelines.search_index import (
+from archive.search_index import (
     FACETS_LOG_KEY,
     FACETS_TABLE,
     FTS_TABLE,

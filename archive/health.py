@@ -40,8 +40,8 @@ from statistics import median
 
 import sqlite_utils
 
-from crawler.clock import iso, now
-from pipelines.schema import open_archive
+from archive.clock import iso, now
+from archive.schema import open_archive
 
 RHYTHM_DAYS = 20  # publication days (the newest) the usual gap is measured over
 RHYTHM_MIN_DAYS = 5  # fewer: no rhythm, so no verdict

@@ -2,7 +2,7 @@
 
 The database is served under its file stem (``archive.db`` -> ``/archive``)
 with the project's metadata, canned queries, plugin and CSS from
-``crawler/datasette/`` (shipped as package data).
+``archive/site/`` (shipped as package data).
 
 Serving never writes the archive, and works from read-only media:
 
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import yaml
 
 from archive.files import SQLITE_HEADER
-from pipelines.search_index import (
+from archive.search_index import (
     FACETS_TABLE,
     FTS_TABLE,
     LOGGED_COLUMNS,
@@ -43,7 +43,7 @@ from pipelines.search_index import (
     SEARCH_VERSION,
 )
 
-CONFIG_DIR = Path(__file__).parent / "datasette"
+CONFIG_DIR = Path(__file__).parent  # metadata.yaml, plugins/, templates/, static/ beside this file
 
 # Facet suggestions scan every column of the result: seconds on a large
 # archive, and the configured facets already cover what is useful.

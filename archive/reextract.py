@@ -21,12 +21,12 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from crawler.clock import now
+from archive import history, search_index
+from archive.clock import now
+from archive.schema import open_archive
 from crawler.middlewares.warc import read_record
-from pipelines import history, search_index
 from pipelines.clean import NoText, clean_page
 from pipelines.encoding import decode_notes
-from pipelines.schema import open_archive
 
 logger = logging.getLogger(__name__)
 

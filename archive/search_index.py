@@ -384,7 +384,7 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
     Idempotent. Rebuilds from scratch when SEARCH_VERSION changed; otherwise
     indexes releases missing from the index and applies pending changes.
     """
-    from pipelines.schema import ensure_schema  # the releases table must exist
+    from archive.schema import ensure_schema  # the releases table must exist
 
     ensure_schema(db)
     with db.atomic():

@@ -248,7 +248,7 @@ VIEWS = {
         from releases r where r.status = 'removed'
         order by r.removed_at desc""",
     # One row per source: the health verdict `pressarchive status` prints (it adds staleness and the
-    # release rhythm, which depend on the clock: crawler/health.py). 'drift' comes from the last run's
+    # release rhythm, which depend on the clock: archive/health.py). 'drift' comes from the last run's
     # links (crawl_runs.drift): the site answers, but its links no longer match article_pattern.
     "source_health": """
         with last as (
