@@ -4,3 +4,5 @@ The crawl (``crawler``) fetches, the pipelines (``pipelines``) clean; what is ke
 everything that reads what is kept, speaks SQL here and nowhere else.
 :mod:`archive.files` is what any command checks before it opens a ``--db`` file.
 """
+
+__version__ = "0.1.0"  # the package's one version (crawler re-exports it)

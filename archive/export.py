@@ -581,12 +581,9 @@ def tool_version() -> str:
         return metadata.version("pressarchive")
     except metadata.PackageNotFoundError:
         pass
-    try:
-        import crawler
+    from archive import __version__
 
-        return getattr(crawler, "__version__", None) or "0+unknown"
-    except ImportError:
-        return "0+unknown"
+    return __version__
 
 
 def fsync_dir(path: Path) -> None:

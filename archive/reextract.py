@@ -24,9 +24,7 @@ from pathlib import Path
 from archive import history, search_index
 from archive.clock import now
 from archive.schema import open_archive
-from crawler.middlewares.warc import read_record
-from pipelines.clean import NoText, clean_page
-from pipelines.encoding import decode_notes
+from archive.warc import read_record
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +99,13 @@ def _content_type(headers) -> tuple[str | None, str | None]:
     return mime, charset
 
 
-def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dict:
-    """Re-extract; return the counts. Raises :class:`ReextractRefused` before writing anything."""
+def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None) -> dict:
+    """Re-extract; return the counts. Raises :class:`ReextractRefused` before writing anything.
+
+    ``clean(body, url, content_type, charset, fetched_at, hints, languages)`` is the crawl's
+    cleaning step (``pipelines.clean.clean_capture``, passed in by the CLI): it returns the
+    release's cleaned values and notes, or None and why the page has no text.
+    """
     warc_dir = Path(warc_dir or Path(db_path).parent / "warc")
     conn = _read_only(db_path)
     try:
@@ -139,16 +142,14 @@ def reextract(db_path: Path, source_ids=(), warc_dir: Path | None = None) -> dic
         if row["date_source"] in DISCOVERY_DATES:
             hints = {"date": row["published"], "date_source": row["date_source"]}
         fetched_at = row["last_changed"] or row["first_seen"]
-        try:
-            with decode_notes() as decoding:
-                cleaned = clean_page(body, row["fetched_url"] or row["url"], mime or row["content_type"], charset,
-                                     fetched_at, hints, _languages(languages.get(row["source_id"])))
-        except NoText as exc:
+        cleaned, notes, no_text = clean(body, row["fetched_url"] or row["url"], mime or row["content_type"], charset,
+                                        fetched_at, hints, _languages(languages.get(row["source_id"])))
+        if cleaned is None:
             counts["unchanged"] += 1
             logger.warning("release %s (%s): the current extractor finds %s; archived text kept",
-                           row["id"], row["url"], exc)
+                           row["id"], row["url"], no_text)
             continue
-        for note in [*dict.fromkeys(map(str, decoding)), *cleaned.pop("notes", [])]:
+        for note in notes:
             logger.warning("release %s (%s): %s", row["id"], row["url"], note)
         values = dict(cleaned, url=row["url"],
                       year=int(cleaned["published"][:4]) if cleaned.get("published") else None)

@@ -72,7 +72,7 @@ def kills(folder: Path, sources: Path, count: int, releases: int, rng: random.Ra
 def load(folder: Path, sources: Path, seconds: float) -> None:
     import asyncio
 
-    from crawler.serve import make_datasette
+    from archive.site.serve import make_datasette
 
     db = folder / "load.db"
     errors, counts, stop = [], {"sqlite": 0, "datasette": 0, "crawls": 0}, threading.Event()

@@ -1,6 +1,6 @@
 """Archive scale: N synthetic releases through the archive's writer, FTS kept in sync.
 
-Releases go through :class:`pipelines.store.ArchiveWriter` (the one writer of
+Releases go through :class:`archive.writer.ArchiveWriter` (the one writer of
 the crawl and of ``pressarchive ingest``) in batches, each one transaction that
 stores releases, version 1 and index entries. A worker process makes the
 releases and their search form, as the crawl's cleaning workers do, and the
@@ -30,15 +30,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from archive import history, search_index
+from archive.items import ReleaseItem
 from archive.schema import open_archive
+from archive.writer import ArchiveWriter, Preparer
 from crawler.sources import Source
 from pipelines.extraction import content_hash, word_count
-from pipelines.items import ReleaseItem
-from pipelines.store import ArchiveWriter, Preparer
 
-WORDS = ("minister statement cooperation partners security trade human rights agreement officials region "
-         "government international humanitarian assistance commitment progress review meeting talks climate "
-         "energy sanctions ceasefire embassy consular visit bilateral multilateral summit").split()
+WORDS = ["minister", "statement", "cooperation", "partners", "security", "trade", "human", "rights", "agreement", "officials", "region", "government", "international", "humanitarian", "assistance", "commitment", "progress", "review", "meeting", "talks", "climate", "energy", "sanctions", "ceasefire", "embassy", "consular", "visit", "bilateral", "multilateral", "summit"]
 ZH = "外交部发言人表示中方愿同各方加强对话与合作共同维护地区和平稳定发展"
 SOURCES = [("ca-gac", "CA", "foreign_ministry", "en"), ("cn-mfa", "CN", "foreign_ministry", "zh"),
            ("uk-fcdo", "GB", "foreign_ministry", "en"), ("us-state", "US", "foreign_ministry", "en")]

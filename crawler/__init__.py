@@ -1,7 +1,10 @@
 """pressarchive: crawl official statements into a searchable SQLite archive.
 
-Data flow: ``crawler/`` (sources -> spider -> items) then ``pipelines/``
-(clean -> store). ``crawler.cli`` is the ``pressarchive`` command.
+Data flow: ``crawler/`` (sources -> discovery -> fetch) then ``pipelines/`` (clean -> store)
+into ``archive/`` (the SQLite archive and all that reads it). ``crawler.cli`` is the
+``pressarchive`` command. Imports go that way only: crawler -> pipelines -> archive.
 """
 
-__version__ = "0.1.0"
+from archive import __version__
+
+__all__ = ["__version__"]

@@ -17,16 +17,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from archive.items import EntryFetch
+from archive.runs import OUTCOMES, add_outcomes, run_row_ids, run_started
 from archive.schema import CRAWL_RUNS_COLUMNS
-from crawler.middlewares.distributed import ITEMS_KEY, PROCESSING_KEY, connect
+from archive.writer import RUN_COUNTS, ArchiveWriter, run_status
 from crawler.sources import Source
-from pipelines.items import EntryFetch
-from pipelines.queue import decode
-from pipelines.store import RUN_COUNTS, ArchiveWriter, run_status
+from pipelines.queue import ITEMS_KEY, PROCESSING_KEY, connect, decode
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = ("new", "changed", "unchanged", "removed", "restored")
 # Worker stats that are text (the drift verdict and sample): NULL, not 0, when a worker has none.
 TEXT_STATS = tuple(key for key in RUN_COUNTS if CRAWL_RUNS_COLUMNS.get(key) is str)
 
@@ -78,26 +77,18 @@ class Ingester:
             before = Counter(self.writer.counts)
             self.writer.write(group)
             delta = self.writer.counts - before
-            with self.writer.db.atomic():
-                for (source_id, outcome), n in delta.items():
-                    if outcome in OUTCOMES:
-                        self.writer.db.execute(
-                            f"update crawl_runs set [{outcome}] = coalesce([{outcome}], 0) + ? "
-                            "where run_id = ? and source_id = ?", [n, run_id, source_id],
-                        )
+            add_outcomes(self.writer.db, run_id, delta)
             self.stored += len(group)
 
     def _start_run(self, run_id, payload) -> None:
-        exists = self.writer.db.execute("select 1 from crawl_runs where run_id = ?", [run_id]).fetchone()
-        if exists:
+        if run_started(self.writer.db, run_id):
             return
         sources = [Source.from_row(row) for row in payload["sources"]]
         self.writer.sources.update({s.id: s for s in sources})
         self.writer.start_runs(run_id, sources, payload["started"])
 
     def _finish_run(self, run_id, payload) -> None:
-        rows = dict(self.writer.db.execute(
-            "select source_id, id from crawl_runs where run_id = ?", [run_id]).fetchall())
+        rows = run_row_ids(self.writer.db, run_id)
         for source_id, stats in payload["sources"].items():
             if source_id not in rows:
                 continue

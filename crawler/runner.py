@@ -16,13 +16,12 @@ import logging
 import secrets
 import signal
 from datetime import datetime, timezone
-from pathlib import Path
 
-import sqlite_utils
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 from scrapy.utils.ossignal import install_shutdown_handlers, signal_names
 
+from archive.runs import run_rows
 from crawler import __version__
 from crawler.spiders.releases import ReleasesSpider
 from pipelines.store import abort_now
@@ -103,14 +102,7 @@ def run_crawl(sources, settings: Settings) -> list[dict]:
     crawler = next(iter(process.crawlers))
     process.start()
     failure = crawler.stats.get_value("pressarchive/store_failure")
-    db_path = Path(settings.get("ARCHIVE_DB"))
-    if not db_path.exists():
-        return []
-    db = sqlite_utils.Database(db_path)
-    rows = list(db.query(
-        "select * from crawl_runs where run_id = ? order by id", [settings.get("PRESSARCHIVE_RUN_ID")]
-    ))
-    db.close()
+    rows = run_rows(settings.get("ARCHIVE_DB"), settings.get("PRESSARCHIVE_RUN_ID"))
     for row in rows:
         if row["status"] == "running":
             row.update(status="failed", message=failure or "the crawl stopped before this run was recorded")

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 import re2
 import tomllib
 
+from archive.patterns import MAX_URL_CHARS, safe_regex
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("embassy", "foreign_ministry", "head_of_government", "government", "agency", "international")
@@ -43,7 +45,6 @@ DEFAULT_DELAY = 2.0  # seconds between requests to one host; polite unless a sou
 DEFAULT_MAX_PAGES = 50  # listing pages followed per listing URL in one crawl
 
 # What a registry may ask for: a typo must not become a day-long wait or a billion pages.
-MAX_URL_CHARS = 2048  # the sitemap protocol's limit; a longer URL is never a release nor a listing page
 MAX_DELAY = 86_400  # seconds: one request a day
 MAX_PAGES_LIMIT = 100_000  # max_pages, here and in json_api
 MAX_API_SIZE = 1_000  # json_api items per page
@@ -118,28 +119,6 @@ class SourceError(ValueError):
     def __init__(self, message: str):
         # Values quoted from the file may hold newlines or control characters: escaped, one line.
         super().__init__("".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message))
-
-
-# -- registry regexes -------------------------------------------------------------------
-
-
-def _re2_options() -> re2.Options:
-    options = re2.Options()
-    options.log_errors = False  # RE2 would print every rejected pattern on stderr
-    return options
-
-
-_RE2_OPTIONS = _re2_options()
-
-
-@lru_cache(maxsize=1024)
-def safe_regex(pattern: str):
-    """``pattern`` compiled with RE2 (linear-time matching); raises ``re2.error``.
-
-    The object has ``search``, ``match``, ``fullmatch``, ``groups`` and ``groupindex``
-    like a compiled :mod:`re` pattern; its matches have ``group()`` and ``m["name"]``.
-    """
-    return re2.compile(pattern, _RE2_OPTIONS)
 
 
 class URLPattern:

@@ -35,11 +35,10 @@ import re2
 from scrapy import signals
 from scrapy.exceptions import DropItem
 
-from crawler import settings as defaults  # every default is declared once, there
-from crawler.sources import MAX_URL_CHARS, safe_regex
+from archive.items import ReleaseItem
+from archive.patterns import MAX_URL_CHARS, safe_regex
 from pipelines import dates, extraction
 from pipelines.encoding import decode_notes
-from pipelines.items import ReleaseItem
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def _first_css(page, selectors) -> str | None:
 def url_date(pattern: str, url: str):
     """The date a source's ``date_from_url`` finds in ``url``, or None.
 
-    The pattern runs on RE2 (:func:`crawler.sources.safe_regex`: linear time on a hostile
+    The pattern runs on RE2 (:func:`archive.patterns.safe_regex`: linear time on a hostile
     URL) and never on a URL over ``MAX_URL_CHARS``; a group that caught something other
     than a date gives None, never an exception that would lose the page.
     """
@@ -268,6 +267,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def clean_capture(body: bytes, url: str, content_type: str | None, http_charset: str | None, fetched_at: str,
+                  hints: dict, languages: list[str] | None) -> tuple[dict | None, list[str], str | None]:
+    """A stored raw capture cleaned again (``pressarchive reextract``, archive/reextract.py):
+    ``(values, notes, None)``, or ``(None, [], why)`` when the page has no text."""
+    try:
+        with decode_notes() as decoding:
+            cleaned = clean_page(body, url, content_type, http_charset, fetched_at, hints, languages)
+    except NoText as exc:
+        return None, [], str(exc)
+    return cleaned, [*dict.fromkeys(map(str, decoding)), *cleaned.pop("notes", [])], None
+
+
 async def _started(future, poll: float = 0.02) -> None:
     """Wait until a worker has taken ``future``'s page (or it is done): a page queued behind others,
     or behind a worker that is still starting, has not begun its CLEAN_TIMEOUT yet."""
@@ -282,7 +293,7 @@ class CleanPipeline:
         self.workers = (os.cpu_count() or 1) if workers in (None, "") else int(workers)
         self.pool: ProcessPoolExecutor | None = None
         self.generation = 0  # bumped each time a broken pool is replaced
-        self.timeout = crawler.settings.getfloat("CLEAN_TIMEOUT", defaults.CLEAN_TIMEOUT) or None
+        self.timeout = crawler.settings.getfloat("CLEAN_TIMEOUT") or None
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod

@@ -320,7 +320,8 @@ def _container_marker(xpath: str) -> str:
 
 # (marker, compiled expression): a page whose attributes lack the marker is not searched.
 _CONTAINERS = tuple((_container_marker(x), etree.XPath(x)) for x in BODY_CONTAINERS)
-_MARKER_ATTRIBUTES = etree.XPath("//@class | //@id | //@property")
+# Plain strings, not lxml's "smart" ones (which carry their parent element): half the cost.
+_MARKER_ATTRIBUTES = etree.XPath("//@class | //@id | //@property", smart_strings=False)
 
 
 def _in_page_chrome(node) -> bool:
@@ -362,6 +363,11 @@ def _text_after(containers: list) -> str:
     return "\n".join(parts)
 
 
+_VISIBLE = "[not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::title)]"
+_PARAGRAPH_TEXT = etree.XPath(".//p//text()" + _VISIBLE, smart_strings=False)
+_VISIBLE_TEXT = etree.XPath(".//text()" + _VISIBLE, smart_strings=False)
+
+
 def _mostly_han(tree) -> bool:
     """Han-script page: judged on paragraph text, or on all visible text when the page has
     (almost) no ``<p>`` (table-laid-out portals and blogs put their text straight in cells).
@@ -369,10 +375,9 @@ def _mostly_han(tree) -> bool:
     title = tree.findtext(".//title") or ""
     root = tree.find("body")
     root = tree if root is None else root
-    visible = "[not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::title)]"
-    sample = " ".join(root.xpath(".//p//text()" + visible)[:50])
+    sample = " ".join(_PARAGRAPH_TEXT(root)[:50])
     if len(" ".join(sample.split())) < HAN_SAMPLE_CHARS:
-        sample = " ".join(root.xpath(".//text()" + visible))
+        sample = " ".join(_VISIBLE_TEXT(root))
     sample = title + " ".join(sample.split())[:LANGUAGE_SAMPLE]
     return len(CJK_RE.findall(sample)) > 0.3 * max(1, len(sample))
 
@@ -423,8 +428,8 @@ def merge_recall(base: str, recall: str) -> str:
       cover the base text, and the lines it adds there are mostly sentences or
       long rows: the span is returned, and whatever recall adds outside it is not.
     """
-    if not recall or len(_tokens(recall)) < len(_tokens(base)):
-        return base
+    if not recall or recall == base or len(_tokens(recall)) < len(_tokens(base)):
+        return base  # the same text on most pages: nothing to compare
     kept = set(base.split("\n"))
     lines = recall.split("\n")
     extra = [line for line in lines if line.strip() and line not in kept]
@@ -455,10 +460,14 @@ def merge_recall(base: str, recall: str) -> str:
     return base
 
 
+_STRING_VALUE = etree.XPath("string()", smart_strings=False)
+_TEXT_WITHOUT_CODE = etree.XPath(".//text()[not(ancestor::script or ancestor::style)]", smart_strings=False)
+
+
 def _block_text(element) -> str:
     if element.find(".//script") is None and element.find(".//style") is None:
-        return " ".join(element.text_content().split())
-    return " ".join(" ".join(element.xpath(".//text()[not(ancestor::script or ancestor::style)]")).split())
+        return " ".join(_STRING_VALUE(element).split())
+    return " ".join(" ".join(_TEXT_WITHOUT_CODE(element)).split())
 
 
 def _is_widget(node) -> bool:
@@ -506,7 +515,7 @@ def _sentence_block(value: str) -> bool:
 def _shingles(tokens: list[str]) -> set[tuple[str, ...]]:
     if len(tokens) < GAP_SHINGLE:
         return {tuple(tokens)} if tokens else set()
-    return {tuple(tokens[i:i + GAP_SHINGLE]) for i in range(len(tokens) - GAP_SHINGLE + 1)}
+    return set(zip(*(tokens[i:] for i in range(GAP_SHINGLE))))
 
 
 def _gap_blocks(tree):
@@ -517,6 +526,17 @@ def _gap_blocks(tree):
         yield element, _block_text(element), False
         if element.tag != "p" and element.tail and element.tail.strip():
             yield element, " ".join(element.tail.split()), True
+
+
+def _article_container(weights: Counter, total: int):
+    """The deepest element holding GAP_CONTAINER_SHARE of the matched blocks' tokens, or None.
+
+    ``weights`` counts, for each ancestor of a matched block, the tokens of the matched blocks
+    below it: an element weighs at least as much as each of its children, and two elements
+    that are not one inside the other cannot both hold more than half of the total, so the
+    heavy elements form one chain from the root down and the deepest is the lightest of them."""
+    heavy = [element for element, weight in weights.items() if weight >= GAP_CONTAINER_SHARE * total]
+    return min(heavy, key=lambda element: (weights[element], -len(list(element.iterancestors()))), default=None)
 
 
 def fill_dom_gaps(tree, text: str) -> str:
@@ -535,11 +555,11 @@ def fill_dom_gaps(tree, text: str) -> str:
     if not text:
         return text
     lines = text.split("\n")
-    line_of: dict[tuple, int] = {}
-    for number, line in enumerate(lines):
-        for shingle in _shingles(_tokens(line)):
-            line_of.setdefault(shingle, number)
-    found: list[tuple] = []  # (element, line number of a matched block or None, value, coverage, tail)
+    line_of: dict[tuple, int] = {}  # each shingle's first line: later lines are written over by earlier ones
+    for number in range(len(lines) - 1, -1, -1):
+        line_of.update(dict.fromkeys(_shingles(_tokens(lines[number])), number))
+    # (element, line number of a matched block or None, value, coverage, tail, tokens, shingles)
+    found: list[tuple] = []
     weights: Counter = Counter()
     matched_total = 0
     for element, value, tail in _gap_blocks(tree):
@@ -550,27 +570,21 @@ def fill_dom_gaps(tree, text: str) -> str:
         hits = [line_of[sh] for sh in shingles if sh in line_of]
         coverage = len(hits) / len(shingles)
         line = max(hits) if coverage >= GAP_MATCHED and hits else None
-        found.append((element, line, value, coverage, tail))
+        found.append((element, line, value, coverage, tail, tokens, shingles))
         if line is not None and len(tokens) >= GAP_SHINGLE:
             matched_total += len(tokens)
             for ancestor in element.iterancestors():
                 weights[ancestor] += len(tokens)
-    if not matched_total:
-        return text
-    container, depth = None, -1
-    for element, line, *_ in found:
-        if line is None:
-            continue
-        for level, ancestor in enumerate(reversed(list(element.iterancestors()))):
-            if level > depth and weights[ancestor] >= GAP_CONTAINER_SHARE * matched_total:
-                container, depth = ancestor, level
+    if not matched_total or all(line is not None for _, line, *_ in found):
+        return text  # every block is in the text already: nothing to put back
+    container = _article_container(weights, matched_total)
     if container is None or container.tag == "html":
         return text
     additions: dict[int, list[str]] = {}
     after = -1
     pending: list[str] = []
     added: set[tuple] = set()
-    for element, line, value, coverage, tail in found:
+    for element, line, value, coverage, tail, tokens, shingles in found:
         if line is not None:
             after = max(after, line)
         if not any(a is container for a in element.iterancestors()):
@@ -584,15 +598,14 @@ def fill_dom_gaps(tree, text: str) -> str:
             continue
         if not tail and _link_share(element) >= GAP_MAX_LINK_SHARE:
             continue
-        shingles = _shingles(_tokens(value))
         if len(shingles & added) >= GAP_DUPLICATE * len(shingles):
             continue  # the same caption or teaser repeated (slideshows, galleries)
         if tail or element.tag in ("p", "figcaption"):
-            if _sentence_block(value) or (_is_caption(element, container) and len(_tokens(value)) >= GAP_MIN_TOKENS):
+            if _sentence_block(value) or (_is_caption(element, container) and len(tokens) >= GAP_MIN_TOKENS):
                 additions.setdefault(after, []).extend(pending + [value])
                 pending = []
                 added |= shingles
-        elif len(_tokens(value)) <= GAP_HEADING_TOKENS:
+        elif len(tokens) <= GAP_HEADING_TOKENS:
             pending.append(value)
     if not additions:
         return text
@@ -704,18 +717,23 @@ class MainText:
 
 
 def trafilatura_text(tree, url: str | None, recall: str, han: bool) -> MainText:
-    """trafilatura's default mode, completed from its recall mode (:func:`merge_recall`) and
-    from the article container (:func:`fill_dom_gaps`). No readability/jusText fallback on
-    Han-script pages: jusText's stopword lists are useless on unsegmented Chinese and the
-    comparison made the text worse there."""
+    """trafilatura's default mode, completed from its recall mode's text (``recall``, boilerplate
+    lines already dropped: :func:`merge_recall`) and from the article container
+    (:func:`fill_dom_gaps`). No readability/jusText fallback on Han-script pages: jusText's
+    stopword lists are useless on unsegmented Chinese and the comparison made the text worse there.
+
+    :func:`drop_boilerplate_lines` is idempotent and line-wise on text it has cleaned (no
+    separator lines are left for :func:`drop_menu_runs`), so lines taken from the two cleaned
+    texts need no second pass: only a text with blocks put back is cleaned again."""
     base = drop_boilerplate_lines(_trafilatura(tree, url, fallback=not han))
     path = ["trafilatura"]
-    text = merge_recall(base, drop_boilerplate_lines(recall))
+    text = merge_recall(base, recall)
     if text != base:
         path.append("recall")
     filled = fill_dom_gaps(tree, text)
-    if filled != text:
-        path.append("gaps")
+    if filled == text:
+        return MainText(text, "+".join(path))
+    path.append("gaps")
     return MainText(drop_boilerplate_lines(filled), "+".join(path))
 
 
@@ -737,11 +755,11 @@ def choose_text(tree, url: str | None) -> MainText:
     han = _mostly_han(tree)
     if han:
         unwrap_layout_tables(tree)
-    recall = _trafilatura(tree, url, recall=True, fallback=False)
+    recall = drop_boilerplate_lines(_trafilatura(tree, url, recall=True, fallback=False))
     chosen = trafilatura_text(tree, url, recall, han)
     if containers and family_agrees(family, chosen.text, after):
         chosen = MainText(family, "family")
-    return guard_against_loss(chosen, drop_boilerplate_lines(recall))
+    return guard_against_loss(chosen, recall)
 
 
 def family_agrees(family: str, text: str, after: str = "") -> bool:
@@ -761,6 +779,8 @@ def family_agrees(family: str, text: str, after: str = "") -> bool:
 
 def guard_against_loss(chosen: MainText, recall: str) -> MainText:
     """Recall mode's text instead of a chosen text that lost most of the article."""
+    if chosen.text == recall:
+        return chosen
     found, wider = len(_tokens(chosen.text)), len(_tokens(recall))
     if found >= LOSS_SHARE * wider:
         return chosen

@@ -14,11 +14,28 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import redis
 from scrapy import signals
 
 from archive.clock import now_iso
-from crawler.middlewares.distributed import ITEMS_KEY, connect, release
-from pipelines.items import EntryFetch, ReleaseCheck, ReleaseItem
+from archive.items import EntryFetch, ReleaseCheck, ReleaseItem
+
+# Redis keys of a distributed crawl (the frontier's own are crawler/middlewares/distributed.py's).
+PREFIX = "pressarchive"
+ITEMS_KEY = f"{PREFIX}:items"  # cleaned items, for `pressarchive ingest`
+PROCESSING_KEY = f"{PREFIX}:items:processing"  # the batch the ingester is storing
+LEASES_KEY = f"{PREFIX}:inflight"  # requests in flight, by worker (leases end when their items are here)
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def release(server, lease: str | None) -> None:
+    """End a request's lease: what its response produced is in the item list (or nothing was)."""
+    if lease:
+        server.hdel(LEASES_KEY, lease)
+
 
 TYPES = {ReleaseItem: "release", ReleaseCheck: "check", EntryFetch: "entry"}
 CLASSES = {name: cls for cls, name in TYPES.items()}

@@ -14,7 +14,7 @@ from scrapy.signalmanager import SignalManager
 from scrapy.statscollectors import MemoryStatsCollector
 
 from pipelines.clean import CleanPipeline
-from pipelines.items import EntryFetch, ReleaseItem
+from archive.items import EntryFetch, ReleaseItem
 
 PAGE = ("<html lang='en'><head><title>Statement on trade - Ministry</title></head><body><main>"
         "<h1>Statement on trade</h1>" + "<p>The minister today welcomed the agreement on trade and "

@@ -346,6 +346,49 @@ def test_gap_filling_skips_comments_and_text_outside_the_container():
     assert "great programme" not in filled and "teaser" not in filled
 
 
+def test_gap_container_is_the_deepest_element_holding_the_matched_text():
+    # Wrappers holding the same paragraphs weigh the same: the innermost one is the container,
+    # so a sidebar paragraph next to the outer wrapper is never put back.
+    from pipelines.extraction import fill_dom_gaps, parse_html
+
+    para = "The ministry published the annual report on water quality in the northern region today. "
+    caption = "The minister visits a treatment plant in the north of the country, May 2, 2019."
+    aside = "A different release about fisheries that sits beside the article in the same layout cell."
+    tree = parse_html(
+        f"<html><body><div id='cell'><div id='outer'><div id='inner'><p>{para}</p><p>{para.replace('water', 'air')}</p>"
+        f"<div class='embed'><p>{caption}</p></div></div></div><p>{aside}</p></div></body></html>")
+    text = f"{para.strip()}\n{para.replace('water', 'air').strip()}"
+    filled = fill_dom_gaps(tree, text)
+    assert caption in filled
+    assert "fisheries" not in filled
+    assert fill_dom_gaps(tree, filled) == filled  # every block is in the text: nothing more to put back
+
+
+@pytest.mark.parametrize("text", [
+    "Home\n|\nNews\n|\nContact Us\n|\nSearch\nThe minister spoke today about the budget.\nShare this page",
+    r"| Home \| News \| Contact us \| Site map |" + "\nThe release text, one full sentence long.\n© 2024 Ministry",
+    "Statement by the minister.\n|\nAnother sentence of the release.\n\n  Print this page  ",
+])
+def test_boilerplate_removal_is_idempotent(text):
+    # trafilatura_text does not clean lines taken from texts it has cleaned a second time.
+    from pipelines.extraction import drop_boilerplate_lines
+
+    once = drop_boilerplate_lines(text)
+    assert once != text
+    assert drop_boilerplate_lines(once) == once
+    lines = once.split("\n")
+    assert drop_boilerplate_lines("\n".join(lines[1:] + lines[:1])) == "\n".join(lines[1:] + lines[:1])
+
+
+def test_recall_equal_to_the_base_text_changes_nothing():
+    from pipelines.extraction import MainText, guard_against_loss, merge_recall
+
+    text = "Intro paragraph of the statement.\nClosing paragraph of the statement."
+    assert merge_recall(text, text) == text
+    chosen = MainText(text, "trafilatura")
+    assert guard_against_loss(chosen, text) is chosen
+
+
 @pytest.mark.parametrize("lines, expected", [
     (["What's New", "|", "Frequent Questions", "|", "Contact Us", "|", "Search", "The minister spoke today."],
      ["The minister spoke today."]),

@@ -1,7 +1,7 @@
 """Unit tests for archive.fetch_state: what a crawl reads back from the archive before it starts.
 
 Every archive here is a real SQLite file in tmp_path, written by the real writer
-(:class:`pipelines.store.ArchiveWriter`, schema from :mod:`archive.schema`), as a
+(:class:`archive.writer.ArchiveWriter`, schema from :mod:`archive.schema`), as a
 previous crawl leaves it; :func:`load_state` then reads it as the spider does.
 """
 
@@ -13,9 +13,9 @@ import sqlite3
 import pytest
 
 from archive.fetch_state import SourceState, load_state
+from archive.items import EntryFetch, ReleaseCheck, ReleaseItem
+from archive.writer import ArchiveWriter
 from crawler.sources import Source
-from pipelines.items import EntryFetch, ReleaseCheck, ReleaseItem
-from pipelines.store import ArchiveWriter
 
 T0 = "2024-03-01T10:00:00Z"
 SOURCES = {sid: Source(id=sid, name=sid.upper(), country="CA", kind="embassy", languages=["en"], article_pattern=".")

@@ -3,7 +3,7 @@
 Each test writes a real SQLite archive in tmp_path with the real schema
 (:func:`archive.schema.open_archive`) through :func:`history.apply_release` and
 :func:`history.apply_check`, as the writer does, or through the writer itself
-(:class:`pipelines.store.ArchiveWriter`) where its counts matter. The end-to-end
+(:class:`archive.writer.ArchiveWriter`) where its counts matter. The end-to-end
 story (a site edited and pruned between crawls) is ``tests/test_incremental.py``.
 """
 
@@ -16,10 +16,10 @@ import pytest
 
 from archive import history
 from archive.clock import parse_iso
+from archive.items import ReleaseCheck, ReleaseItem
 from archive.schema import open_archive
+from archive.writer import ArchiveWriter
 from crawler.sources import Source
-from pipelines.items import ReleaseCheck, ReleaseItem
-from pipelines.store import ArchiveWriter
 
 URL = "https://www.example.gc.ca/en/news/2024/03/statement.html"
 T0, T1, T2, T3 = "2024-03-01T10:00:00Z", "2024-03-01T11:00:00Z", "2024-03-01T16:00:00Z", "2024-03-02T10:00:00Z"

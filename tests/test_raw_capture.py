@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from crawler.middlewares.warc import iter_records, read_record
+from archive.warc import iter_records, read_record
 
 PDFS = Path(__file__).parent / "pdfs"
 WARCIO = Path(sys.executable).with_name("warcio")

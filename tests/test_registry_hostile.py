@@ -25,7 +25,7 @@ from crawler.sources import (
     url_pattern,
 )
 from pipelines.clean import url_date
-from pipelines.statement_type import classify
+from archive.statement_type import classify
 
 CLI = Path(sys.executable).with_name("pressarchive")
 BASE = {

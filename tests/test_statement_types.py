@@ -1,4 +1,4 @@
-"""Statement types: the rules' order (pipelines/statement_type.py) and the feed category reaching them.
+"""Statement types: the rules' order (archive/statement_type.py) and the feed category reaching them.
 
 The category of a feed item is parsed by crawler/discovery/feeds.py and carried in the
 release's hints to the store, where it is the last signal after the source's own
@@ -14,7 +14,7 @@ import sqlite_utils
 from conftest import SITES
 
 from crawler.discovery.feeds import parse_feed
-from pipelines.statement_type import classify
+from archive.statement_type import classify
 
 ATOM_ENTRY = """<entry>
 <title>{title}</title>

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from archive import search_index
+from archive.items import ReleaseItem
 from archive.schema import PAGE_SIZE
 from archive.site.serve import CONFIG_DIR
+from archive.writer import ArchiveWriter, Preparer
 from crawler.sources import Source
-from pipelines.items import ReleaseItem
-from pipelines.store import ArchiveWriter, Preparer
 
 SOURCES = {"ca": Source(id="ca", name="Canada", country="CA", kind="foreign_ministry", languages=["en"],
                         article_pattern=".")}

@@ -21,13 +21,8 @@ from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
 from warcio.archiveiterator import ArchiveIterator
 
-from crawler.middlewares.warc import (
-    WarcCaptureMiddleware,
-    WarcLocation,
-    WarcWriter,
-    iter_records,
-    read_record,
-)
+from archive.warc import WarcLocation, WarcWriter, iter_records, read_record
+from crawler.middlewares.warc import WarcCaptureMiddleware
 from pipelines.pdf import analyse_pdf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +110,7 @@ def test_records_carry_the_warc_headers(tmp_path):
 
 
 def test_read_back_undoes_content_encoding_and_chunking(tmp_path):
-    page = "<html><body>外交部发言人答记者问</body></html>".encode("utf-8") * 20
+    page = "<html><body>外交部发言人答记者问</body></html>".encode() * 20
     with WarcWriter(tmp_path) as writer:
         compressed = exchange(writer, 1, gzip.compress(page), headers=[
             ("Content-Type", "text/html; charset=utf-8"), ("Content-Encoding", "gzip"),
@@ -154,7 +149,7 @@ def test_a_new_writer_never_appends_to_an_old_file(tmp_path):
 WRITER_SCRIPT = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from crawler.middlewares.warc import WarcWriter
+from archive.warc import WarcWriter
 writer = WarcWriter({folder!r}, max_size=20_000)
 n = 0
 while True:
@@ -286,7 +281,7 @@ class CaptureSpider(scrapy.Spider):
 def test_spider_callbacks_see_where_the_raw_response_was_stored(tmp_path, site_server):
     site = tmp_path / "site"
     site.mkdir()
-    page = "<html><body><h1>Statement</h1><p>Full text.</p></body></html>".encode()
+    page = b"<html><body><h1>Statement</h1><p>Full text.</p></body></html>"
     (site / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
     (site / "index.html").write_text('<html><body><a href="/statement.html">Statement</a>'
                                      '<a href="/statement.pdf">Full statement (PDF)</a></body></html>')

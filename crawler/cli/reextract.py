@@ -25,14 +25,17 @@ def reextract_command(source_ids, db_path, warc_dir):
     missing or unreadable: said on stderr, the rest is done); 2 nothing done
     (no archive, an unknown source id, no raw capture folder).
     """
-    from archive.reextract import (  # (slow to import: only when the command runs)
+    from archive.reextract import (
         ReextractRefused,
         reextract,
+    )
+    from pipelines.clean import (
+        clean_capture,  # (slow to import: only when the command runs)
     )
 
     check_db(db_path, write=True)
     try:
-        counts = reextract(db_path, source_ids, warc_dir)
+        counts = reextract(db_path, clean_capture, source_ids, warc_dir)
     except ReextractRefused as exc:
         fail(str(exc))
     except sqlite3.Error as exc:

@@ -20,6 +20,7 @@ def reindex(db_path):
     built in batches of their own transactions.
     """
     from archive.lock import ArchiveLocked, archive_lock
+    from archive.runs import release_count
     from archive.schema import open_archive
     from archive.search_index import ensure_search
 
@@ -29,7 +30,7 @@ def reindex(db_path):
             db = open_archive(db_path)
             try:
                 ensure_search(db)
-                count = db.execute("select count(*) from releases").fetchone()[0]
+                count = release_count(db)
             finally:
                 db.close()
     except ArchiveLocked as exc:

@@ -70,8 +70,9 @@ def source_json(source) -> dict:
 def sources_check(source_ids, sources_file, contact, db_path):
     """Fetch each source's discovery endpoints for real and fetch one sample release.
 
-    SOURCE_IDS: the sources to check (default: every enabled source). Reports per source: reachable, releases discovered, newest date, and the
-    sample's title, date and text length. Exit code 1 when a source looks
+    SOURCE_IDS: the sources to check (default: every enabled source). Reports per
+    source: reachable, releases discovered, newest date, and the sample's title, date
+    and text length. Exit code 1 when a source looks
     broken (unreachable, nothing discovered, or a sample without text) or
     drifts (links that no longer match article_pattern, shown with a few of
     them; or, with an archive, no release for much longer than the source's
@@ -81,25 +82,20 @@ def sources_check(source_ids, sources_file, contact, db_path):
     import tempfile
 
     from archive.health import overdue
+    from archive.runs import sample_release
     from crawler.runner import build_settings, run_crawl
 
     selected = chosen_sources(sources_file, source_ids)
     archive = rhythm_archive(db_path)
     with tempfile.TemporaryDirectory() as tmp:
-        db_path = Path(tmp) / "check.db"
-        settings = build_settings(db_path, contact=contact, log_level="ERROR",
+        check_db_path = Path(tmp) / "check.db"  # the sample releases: never the user's archive
+        settings = build_settings(check_db_path, contact=contact, log_level="ERROR",
                                   overrides={"PRESSARCHIVE_CHECK": True, "WARC_ENABLED": False})
         runs = {row["source_id"]: row for row in run_crawl(selected, settings)}
         broken = 0
-        import sqlite_utils
-
-        db = sqlite_utils.Database(db_path) if db_path.exists() else None
         for source in selected:
             run = runs.get(source.id)
-            sample = None
-            if db is not None:
-                sample = next(db.query("select title, published, text, text_status from releases "
-                                       "where source_id = ? order by id limit 1", [source.id]), None)
+            sample = sample_release(check_db_path, source.id)
             late = overdue(archive, source.id, [(run or {}).get("newest_seen"), (sample or {}).get("published")])
             problem = _check_problem(run, sample, late)
             broken += bool(problem)
@@ -112,8 +108,6 @@ def sources_check(source_ids, sources_file, contact, db_path):
             click.echo(line)
             for text in (problem or "").splitlines():
                 click.echo(f"{'':<28} {text}")
-        if db is not None:
-            db.close()
     if archive is not None:
         archive.close()
     click.echo(f"{len(selected)} sources checked, {broken} broken", err=True)

@@ -49,11 +49,11 @@ import mimetypes
 import posixpath
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
 HERE = Path(__file__).resolve().parent
@@ -148,7 +148,7 @@ class SiteServer:
         self.base_url = f"http://{self.host}:{self.port}"
 
     # lifecycle -----------------------------------------------------------
-    def start(self) -> "SiteServer":
+    def start(self) -> SiteServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"SiteServer:{self.port}", daemon=True
@@ -163,7 +163,7 @@ class SiteServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "SiteServer":
+    def __enter__(self) -> SiteServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,10 +1,10 @@
 """Release pages, and the PDFs they link to ("Full statement (PDF)").
 
 Every family ends here: a release URL is fetched and handed to the pipelines as a
-:class:`pipelines.items.ReleaseItem`, HTML or PDF (anything else is skipped with one
+:class:`archive.items.ReleaseItem`, HTML or PDF (anything else is skipped with one
 line). A recheck of a known release may instead find it unchanged (304), gone (404,
 410) or redirected to something that is not a release (removed): a
-:class:`pipelines.items.ReleaseCheck`.
+:class:`archive.items.ReleaseCheck`.
 
 A new release may link PDFs that are the statement itself, or its annex; they are
 fetched and archived as attachments of the release (``parent_url``), at most
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from archive.clock import now_iso
+from archive.items import ReleaseCheck, ReleaseItem
 from archive.urls import normalise_url
 from crawler.discovery.common import (
     GONE,
@@ -28,7 +29,6 @@ from crawler.discovery.common import (
     header,
 )
 from pipelines import pdf
-from pipelines.items import ReleaseCheck, ReleaseItem
 
 logger = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from lxml import etree
 
 from archive.clock import now_iso
 from archive.fetch_state import SourceState
+from archive.items import EntryFetch
 from archive.urls import is_http_url, normalise_url, scheme_twin
 from crawler.sources import MAX_URL_CHARS
 from pipelines.dates import parse_date_value
-from pipelines.items import EntryFetch
 
 logger = logging.getLogger(__name__)
 

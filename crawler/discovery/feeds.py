@@ -97,7 +97,7 @@ def _categories(node) -> str | None:
     """Every category of a feed item, joined by " | " (RSS ``<category>`` text, Atom ``term``/``label``).
 
     A statement is often filed under several ("News", "Readouts"): the type rules
-    (pipelines/statement_type.py) look at all of them.
+    (archive/statement_type.py) look at all of them.
     """
     names = []
     for child in node:

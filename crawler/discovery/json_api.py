@@ -19,6 +19,7 @@ import html
 import re
 
 from archive.clock import now_iso
+from archive.items import ReleaseItem
 from archive.urls import is_http_url, normalise_url
 from crawler.discovery.common import (
     NEW,
@@ -29,7 +30,6 @@ from crawler.discovery.common import (
     iso_date,
     plain,
 )
-from pipelines.items import ReleaseItem
 
 _FIELD_RE = re.compile(r"\{([A-Za-z0-9_.]+)((?:\|[a-z]+)*)\}")
 

@@ -41,15 +41,12 @@ from scrapy.utils.request import request_from_dict
 from twisted.internet import task
 
 from crawler import settings as defaults  # every default is declared once, there
+from pipelines.queue import LEASES_KEY, PREFIX, connect, release
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "pressarchive"
 QUEUE_KEY = f"{PREFIX}:%(spider)s:requests"
 DUPEFILTER_KEY = f"{PREFIX}:%(spider)s:dupefilter"
-ITEMS_KEY = f"{PREFIX}:items"
-PROCESSING_KEY = f"{PREFIX}:items:processing"
-LEASES_KEY = f"{PREFIX}:inflight"
 HEARTBEAT_TTL = 15  # seconds a worker counts as alive after its last heartbeat
 
 
@@ -81,10 +78,6 @@ def redis_overrides(url: str, seed: bool, idle_exit: float) -> dict:
         "SPIDER_MIDDLEWARES": {"crawler.middlewares.distributed.LeaseSpiderMiddleware": 10},
         "EXTENSIONS": {"crawler.middlewares.distributed.WorkerLifecycle": 10},
     }
-
-
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
 
 
 def reset_frontier(server: redis.Redis, spider_name: str) -> None:
@@ -140,11 +133,6 @@ class SharedPolitenessMiddleware:
 
 def lease_id(request) -> str | None:
     return f"{request.method} {request.url}" if request.meta.get("source_id") else None
-
-
-def release(server, lease: str | None) -> None:
-    if lease:
-        server.hdel(LEASES_KEY, lease)
 
 
 class LeaseSpiderMiddleware:

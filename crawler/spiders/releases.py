@@ -41,6 +41,7 @@ from twisted.internet.error import DNSLookupError, TCPTimedOutError, TimeoutErro
 
 from archive.clock import now_iso
 from archive.fetch_state import load_state
+from archive.items import ReleaseCheck
 from archive.urls import normalise_url
 from crawler.discovery.attachments import ReleasePages
 from crawler.discovery.common import LinkTally, Scope
@@ -53,7 +54,6 @@ from crawler.logs import install_filters
 from crawler.middlewares.ssrf import OffsiteRedirect, Refused
 from crawler.middlewares.throttle import NO_DELAY
 from crawler.sources import SourceError, load_sources, select_sources
-from pipelines.items import ReleaseCheck
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ class ReleasesSpider(FeedDiscovery, SitemapDiscovery, ListingDiscovery, JsonApiD
         if self.settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
             if not self.settings.getbool("PRESSARCHIVE_SEED"):
                 return  # a worker only takes requests from the shared queue
-            from crawler.middlewares.distributed import connect, reset_frontier
+            from crawler.middlewares.distributed import reset_frontier
+            from pipelines.queue import connect
 
             reset_frontier(connect(self.settings.get("REDIS_URL")), self.name)
         for source in self.sources.values():

@@ -14,7 +14,7 @@ import re
 
 import re2
 
-from crawler.sources import MAX_URL_CHARS, safe_regex
+from archive.patterns import MAX_URL_CHARS, safe_regex
 
 TITLE_RULES = (
     ("joint_statement", r"\bjoint (?:statement|declaration|communiqu)|déclaration conjointe|gemeinsame erklärung|联合声明|联合公报"),
@@ -68,7 +68,7 @@ def classify(url: str, title: str | None = None, category: str | None = None,
 def _custom(rules: dict | None, url: str) -> str | None:
     """The type a source's own ``statement_types`` give ``url``.
 
-    Registry patterns run on RE2 (linear time whatever the pattern, see crawler/sources.py)
+    Registry patterns run on RE2 (linear time whatever the pattern, see archive/patterns.py)
     and never on a URL over ``MAX_URL_CHARS``; a pattern RE2 cannot compile (only in a
     registry that was never validated) is passed over.
     """
