@@ -71,14 +71,15 @@ def _identity(value, *_):
     return value
 
 
-# Heuristics of pipelines.extraction that --without switches off, and how.
+# Heuristics of pipelines.extraction that --without switches off, and how: (the module that
+# calls the step, the step's name there, what replaces it).
 HEURISTICS = {
-    "family": ("site_family_containers", lambda tree: None),
-    "recall-merge": ("merge_recall", _identity),
-    "gaps": ("fill_dom_gaps", lambda tree, text: text),
-    "boilerplate": ("drop_boilerplate_lines", lambda text: extraction.normalise_text(text)),
-    "loss-guard": ("guard_against_loss", _identity),
-    "headline": ("drop_repeated_headline", _identity),
+    "family": ("body", "site_family_containers", lambda tree: None),
+    "recall-merge": ("body", "merge_recall", _identity),
+    "gaps": ("body", "fill_dom_gaps", lambda tree, text: text),
+    "boilerplate": ("body", "drop_boilerplate_lines", lambda text: extraction.normalise_text(text)),
+    "loss-guard": ("body", "guard_against_loss", _identity),
+    "headline": ("__init__", "drop_repeated_headline", _identity),
 }
 
 scorer = None  # ../shared/tools/score_extraction.py, loaded in each process
@@ -96,8 +97,9 @@ def start_worker(scorer_path: str, without: list[str]) -> None:
     scorer = load_scorer(Path(scorer_path))
     logging.disable(logging.CRITICAL)
     for name in without:
-        attribute, replacement = HEURISTICS[name]
-        setattr(extraction, attribute, replacement)
+        module, attribute, replacement = HEURISTICS[name]
+        setattr(extraction if module == "__init__" else importlib.import_module(f"pipelines.extraction.{module}"),
+                attribute, replacement)
     for runner in RUNNERS.values():  # lazy imports and caches load before any page is timed
         runner(WARM_UP_PAGE, "https://example.org/news/2020/01/02/statement", datetime.now(timezone.utc))
 

@@ -67,7 +67,9 @@ from pipelines.dates import (
     valid_date,
 )
 from pipelines.encoding import decode_html
-from pipelines.extraction import CJK_RE, Extraction, detect_language, normalise_text
+from pipelines.extraction import Extraction, normalise_text
+from pipelines.extraction.language import detect_language
+from pipelines.extraction.text import CJK_RE
 
 logger = logging.getLogger(__name__)
 

@@ -48,19 +48,30 @@ def site_server() -> Callable[..., SiteServer]:
         server.stop()
 
 
-def run_cli(args, cwd, timeout: float = 180, env: dict | None = None):
+def child_env(when: str | None = None, **extra) -> dict:
+    """The environment of a child ``pressarchive``: ours without PYTHONPATH (the child imports the
+    installed package, as a user's does), with ``PRESSARCHIVE_NOW=when`` to set its clock."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    if when:
+        env["PRESSARCHIVE_NOW"] = when
+    return {**env, **extra}
+
+
+def run_cli(args, cwd, timeout: float = 180, when: str | None = None, env: dict | None = None, **kwargs):
     """``python -m crawler ARGS`` in a child process from ``cwd``, as a user runs it.
 
-    Twisted's reactor cannot restart inside pytest, so crawls run in a child. The
-    child gets this process's environment (``env`` entries added), text output and
+    Twisted's reactor cannot restart inside pytest, so crawls run in a child. The child
+    gets :func:`child_env` (``when``: its clock; ``env``: entries added), text output and
     ``timeout`` seconds; the CompletedProcess is returned whatever the exit code.
     """
-    import os
     import subprocess
     import sys
 
     return subprocess.run([sys.executable, "-m", "crawler", *map(str, args)], check=False, cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+                          env={**child_env(when), **(env or {})}, capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
 
 
 @pytest.fixture

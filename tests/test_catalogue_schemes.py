@@ -23,12 +23,10 @@ crawls run the CLI in a child process (as tests/test_families.py does), at a fix
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import conftest
 import pytest
 import sqlite_utils
 import tomllib
@@ -174,10 +172,7 @@ def registry_text(entries: list[dict]) -> str:
 
 
 def run_cli(args, cwd, timeout=180):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PRESSARCHIVE_NOW"] = NOW
-    return subprocess.run([sys.executable, "-m", "crawler", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return conftest.run_cli(args, cwd, timeout, when=NOW)
 
 
 class Crawl:

@@ -40,7 +40,7 @@ run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2], overrides=json.
 SETTINGS = {"LOG_LEVEL": "DEBUG", "ARCHIVE_BATCH_SIZE": 1, "AUTOTHROTTLE_ENABLED": False,
             "EXTENSIONS": {"crawler.middlewares.throttle.SourceAwareAutoThrottle": None}}
 SCRAPED = re.compile(r"Scraped from <200 (\S+/news/r\d+\.html)>")
-WORDS = "minister statement cooperation partners security trade rights agreement officials region".split()
+WORDS = ["minister", "statement", "cooperation", "partners", "security", "trade", "rights", "agreement", "officials", "region"]
 
 
 def build_site(root: Path, releases: int) -> None:

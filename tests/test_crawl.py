@@ -12,16 +12,10 @@ import sys
 
 import pytest
 import sqlite_utils
+from conftest import run_cli
 
 SITE_OF = {"fixture-feed": "feed_site", "fixture-sitemap": "sitemap_site",
            "fixture-listing": "listing_site", "fixture-gbk": "gbk_site"}
-
-
-def run_cli(args, cwd, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run(
-        [sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def crawl(tmp_path, sources, *ids, db="archive.db"):

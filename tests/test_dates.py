@@ -20,7 +20,7 @@ from pipelines.dates import (
     find_published,
     parse_date_value,
 )
-from pipelines.extraction import parse_html
+from pipelines.extraction.text import parse_html
 
 FETCHED = date(2024, 1, 1)
 HEADLINE = "Statement on maritime cooperation"

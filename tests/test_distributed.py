@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from conftest import child_env
 
 from crawler.demo.server import DEMO_SITES
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def env():
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return child_env()
 
 
 def start(args, cwd, log):

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import sqlite_utils
+from conftest import run_cli
 
 from crawler.discovery import common
 from crawler.sources import Source
@@ -82,11 +83,7 @@ delay = 0
 
 
 def run(args, cwd, when=None):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if when:
-        env["PRESSARCHIVE_NOW"] = when
-    return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
+    return run_cli(args, cwd, when=when)
 
 
 def crawl(cwd, sources, when):

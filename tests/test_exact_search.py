@@ -161,7 +161,7 @@ def test_generated_archive_holds_every_release_as_published(generated_archive, r
     stored = {row["url"]: row for row in rows}
     assert len(rows) == len(stored)
     assert set(stored) == set(want)
-    squash = lambda t: " ".join(nfkc(t).split())  # noqa: E731
+    squash = lambda t: " ".join(nfkc(t).split())
     for url, release in want.items():
         row = stored[url]
         assert (row["source_id"], row["title"], row["published"], row["language"]) == (

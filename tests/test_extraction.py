@@ -280,7 +280,7 @@ def test_quality_gate():
 
 
 def test_recall_fills_list_items_inside_the_article_span():
-    from pipelines.extraction import merge_recall
+    from pipelines.extraction.recall import merge_recall
 
     precise = "Intro paragraph of the statement.\nClosing paragraph of the statement."
     recall = ("Related news\nIntro paragraph of the statement.\n- First measure applies from today.\n"
@@ -291,7 +291,7 @@ def test_recall_fills_list_items_inside_the_article_span():
 
 
 def test_recall_adding_only_text_around_the_article_is_ignored():
-    from pipelines.extraction import merge_recall
+    from pipelines.extraction.recall import merge_recall
 
     precise = "Intro paragraph of the statement.\nClosing paragraph of the statement."
     recall = precise + "\nRead more: other release one.\nAnother headline that is related."
@@ -299,7 +299,7 @@ def test_recall_adding_only_text_around_the_article_is_ignored():
 
 
 def test_recall_shorter_than_precision_is_ignored():
-    from pipelines.extraction import merge_recall
+    from pipelines.extraction.recall import merge_recall
 
     assert merge_recall("One sentence here.\nAnother sentence here.", "One sentence here.") == (
         "One sentence here.\nAnother sentence here.")
@@ -313,7 +313,7 @@ def test_recall_shorter_than_precision_is_ignored():
     ("Home | News", False),
 ])
 def test_menu_lines(line, expected):
-    from pipelines.extraction import is_menu_line
+    from pipelines.extraction.boilerplate import is_menu_line
 
     assert is_menu_line(line) is expected
 
@@ -331,7 +331,8 @@ def test_captions_inside_the_article_container_are_put_back():
 
 
 def test_gap_filling_skips_comments_and_text_outside_the_container():
-    from pipelines.extraction import fill_dom_gaps, parse_html
+    from pipelines.extraction.gaps import fill_dom_gaps
+    from pipelines.extraction.text import parse_html
 
     para = "The minister announced a new programme for rural schools, funded for five years. "
     tree = parse_html(
@@ -349,7 +350,8 @@ def test_gap_filling_skips_comments_and_text_outside_the_container():
 def test_gap_container_is_the_deepest_element_holding_the_matched_text():
     # Wrappers holding the same paragraphs weigh the same: the innermost one is the container,
     # so a sidebar paragraph next to the outer wrapper is never put back.
-    from pipelines.extraction import fill_dom_gaps, parse_html
+    from pipelines.extraction.gaps import fill_dom_gaps
+    from pipelines.extraction.text import parse_html
 
     para = "The ministry published the annual report on water quality in the northern region today. "
     caption = "The minister visits a treatment plant in the north of the country, May 2, 2019."
@@ -371,7 +373,7 @@ def test_gap_container_is_the_deepest_element_holding_the_matched_text():
 ])
 def test_boilerplate_removal_is_idempotent(text):
     # trafilatura_text does not clean lines taken from texts it has cleaned a second time.
-    from pipelines.extraction import drop_boilerplate_lines
+    from pipelines.extraction.boilerplate import drop_boilerplate_lines
 
     once = drop_boilerplate_lines(text)
     assert once != text
@@ -381,7 +383,8 @@ def test_boilerplate_removal_is_idempotent(text):
 
 
 def test_recall_equal_to_the_base_text_changes_nothing():
-    from pipelines.extraction import MainText, guard_against_loss, merge_recall
+    from pipelines.extraction.body import MainText, guard_against_loss
+    from pipelines.extraction.recall import merge_recall
 
     text = "Intro paragraph of the statement.\nClosing paragraph of the statement."
     assert merge_recall(text, text) == text
@@ -397,7 +400,7 @@ def test_recall_equal_to_the_base_text_changes_nothing():
     (["Budget", "Spent"], ["Budget", "Spent"]),
 ])
 def test_menu_runs(lines, expected):
-    from pipelines.extraction import drop_menu_runs
+    from pipelines.extraction.boilerplate import drop_menu_runs
 
     assert drop_menu_runs(lines) == expected
 
@@ -409,20 +412,21 @@ def test_menu_runs(lines, expected):
     ("The report | annex | was published on Monday.", False),
 ])
 def test_more_menu_lines(line, expected):
-    from pipelines.extraction import is_menu_line
+    from pipelines.extraction.boilerplate import is_menu_line
 
     assert is_menu_line(line) is expected
 
 
 @pytest.mark.parametrize("line", ["Related Topics: Floods", "| CopyRight 2012-2021 Example Site", "© Crown Copyright 1999"])
 def test_more_boilerplate_lines(line):
-    from pipelines.extraction import drop_boilerplate_lines
+    from pipelines.extraction.boilerplate import drop_boilerplate_lines
 
     assert drop_boilerplate_lines(f"The release text itself.\n{line}") == "The release text itself."
 
 
 def test_han_page_without_paragraphs_or_body_is_recognised():
-    from pipelines.extraction import _mostly_han, parse_html
+    from pipelines.extraction.body import _mostly_han
+    from pipelines.extraction.text import parse_html
 
     fragment = ("<table><tr><td><a href='/'>首页</a></td><td><a href='/news'>新闻</a></td></tr>"
                 "<tr><td>今天，市政府召开常务会议，研究部署汛期安全工作，要求各地压实责任、加强监测预警。<br>"
@@ -499,7 +503,8 @@ def test_failure_shape_keeps_the_main_text(name):
 
 def test_footer_body_field_never_stands_for_the_article():
     # The footer block's body field is page chrome; the site alert's is not the article.
-    from pipelines.extraction import parse_html, site_family_text
+    from pipelines.extraction.body import site_family_text
+    from pipelines.extraction.text import parse_html
 
     page = (PAGES / "shape_drupal_body_in_layout_region.html").read_text(encoding="utf-8")
     family = site_family_text(parse_html(page))
@@ -523,14 +528,14 @@ ARTICLE = ("The minister opened the new bridge over the river this morning, afte
     (ARTICLE, False),  # a third of the article: a fragment
 ])
 def test_family_container_must_agree_with_trafilatura(family, agrees):
-    from pipelines.extraction import family_agrees
+    from pipelines.extraction.body import family_agrees
 
     text = ARTICLE * 3
     assert family_agrees(family, text) is agrees
 
 
 def test_family_container_that_is_the_first_part_of_a_split_article_loses():
-    from pipelines.extraction import family_agrees
+    from pipelines.extraction.body import family_agrees
 
     text = "\n".join([ARTICLE] * 2 + ["The bridge will be lit at night by solar-powered lamps along the path."] * 2)
     assert family_agrees("\n".join([ARTICLE] * 2), text)
@@ -539,7 +544,7 @@ def test_family_container_that_is_the_first_part_of_a_split_article_loses():
 
 
 def test_recall_text_wins_when_the_chosen_text_lost_the_article():
-    from pipelines.extraction import MainText, guard_against_loss
+    from pipelines.extraction.body import MainText, guard_against_loss
 
     banner = MainText("Subscribe to our weekly briefing for the latest statements.", "family")
     recall = "\n".join(["Subscribe to our weekly briefing for the latest statements."] + [ARTICLE] * 6)
@@ -549,7 +554,7 @@ def test_recall_text_wins_when_the_chosen_text_lost_the_article():
 
 
 def test_recall_text_does_not_win_with_a_menu_or_a_directory():
-    from pipelines.extraction import MainText, guard_against_loss
+    from pipelines.extraction.body import MainText, guard_against_loss
 
     chosen = MainText(ARTICLE, "trafilatura")
     menu = "\n".join([ARTICLE] + [f"Department of {name}" for name in ("Health", "Trade", "Justice", "Defence",
@@ -569,7 +574,7 @@ def test_body_field_holding_other_text_never_replaces_the_article():
 
 
 def test_repeated_headline_is_dropped_from_the_text_only():
-    from pipelines.extraction import drop_repeated_headline
+    from pipelines.extraction.boilerplate import drop_repeated_headline
 
     assert drop_repeated_headline("Bridge opened\nThe minister opened it.", "Bridge Opened") == "The minister opened it."
     assert drop_repeated_headline("Bridge opened", "Bridge opened") == "Bridge opened"  # nothing else: kept

@@ -19,15 +19,13 @@ tests/test_crawl.py), then a second time to check that nothing is added.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlite_utils
+from conftest import run_cli
 
 from crawler.demo.server import SiteServer, substitute_bases
 
@@ -39,12 +37,6 @@ API_SOURCES = sorted(s for s in SOURCE_IDS if FAMILIES[s].get("api"))
 JSON_API_SOURCES = sorted(s for s in SOURCE_IDS if "second_crawl_pages" in FAMILIES[s])
 ALIAS_TOKEN = b"{{ALIAS}}"
 TEXT_SUFFIXES = {".html", ".htm", ".json", ".xml", ".txt"}
-
-
-def run_cli(args, cwd, timeout=180):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 class Family:
@@ -69,7 +61,7 @@ class Family:
 
     def rows(self, source_id: str) -> dict[str, dict]:
         base = self.server.base_url
-        return {row["url"][len(base):] if row["url"].startswith(base) else row["url"]: row
+        return {row["url"].removeprefix(base): row
                 for row in self.db.query("select * from releases where source_id = ? order by url", [source_id])}
 
 

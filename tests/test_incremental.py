@@ -17,6 +17,7 @@ import time
 
 import pytest
 import sqlite_utils
+from conftest import run_cli
 
 from archive.lock import archive_lock
 
@@ -90,11 +91,7 @@ delay = 0
 
 
 def run(args, cwd, when=None, **kwargs):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if when:
-        env["PRESSARCHIVE_NOW"] = when
-    return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+    return run_cli(args, cwd, 120, when=when, **kwargs)
 
 
 def crawl(tmp_path, sources, when, *extra):

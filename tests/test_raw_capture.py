@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from conftest import run_cli
 
 from archive.warc import iter_records, read_record
 
@@ -44,11 +45,7 @@ def build(root: Path):
 
 
 def crawl(tmp_path, sources, *extra, db="archive.db"):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run(
-        [sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", db, "--log-level", "WARNING",
-         *extra], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )
+    return run_cli(["crawl", "--sources", sources, "--db", db, "--log-level", "WARNING", *extra], tmp_path, 120)
 
 
 @pytest.fixture

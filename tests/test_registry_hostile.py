@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from archive.statement_type import classify
 from crawler.sources import (
     MAX_URL_CHARS,
     Source,
@@ -25,7 +26,6 @@ from crawler.sources import (
     url_pattern,
 )
 from pipelines.clean import url_date
-from archive.statement_type import classify
 
 CLI = Path(sys.executable).with_name("pressarchive")
 BASE = {

@@ -1,14 +1,10 @@
 """`pressarchive sources check`: the live check, run offline against the fixture sites."""
 
-import os
-import subprocess
-import sys
+from conftest import run_cli
 
 
 def run(args, cwd):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+    return run_cli(args, cwd)
 
 
 def test_check_reports_each_source_and_fails_on_broken_ones(tmp_path, fixture_sources, fixture_servers, expected):

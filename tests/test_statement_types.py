@@ -13,8 +13,8 @@ import shutil
 import sqlite_utils
 from conftest import SITES
 
-from crawler.discovery.feeds import parse_feed
 from archive.statement_type import classify
+from crawler.discovery.feeds import parse_feed
 
 ATOM_ENTRY = """<entry>
 <title>{title}</title>

@@ -215,7 +215,7 @@ def chinese_statement() -> bytes:
         f'<dc:title><rdf:Alt><rdf:li xml:lang="x-default">{ZH_TITLE}</rdf:li></rdf:Alt></dc:title>'
         "</rdf:Description></rdf:RDF></x:xmpmeta>\n"
         '<?xpacket end="w"?>'
-    ).encode("utf-8")
+    ).encode()
     return _with_metadata(pdf, {"/Title": ZH_TITLE, "/Creator": "WPS Office"},
                           drop=("/CreationDate", "/ModDate"), xmp=xmp)
 
