@@ -87,6 +87,15 @@ def first_version_row(values: dict) -> tuple:
     return tuple(_version_row(None, 1, values, values["last_changed"], None, "first")[1:])
 
 
+def new_release_row(values: dict, at: str, now: datetime, schedule=RECHECK_HOURS) -> dict:
+    """The row a release the archive has never seen starts with: ``values`` first, then the
+    columns only a new release sets (live, version 1, first seen ``at`` unless ``values`` says
+    when, its first recheck due)."""
+    first_seen = values.get("first_seen") or at
+    return dict(values, status="live", version_count=1, last_changed=at, last_checked=at, first_seen=first_seen,
+                next_check=next_check(first_seen, now, schedule))
+
+
 def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
                   schedule=RECHECK_HOURS, at: str | None = None) -> tuple[str, int]:
     """Insert or update one release; return (outcome, release id).
@@ -108,9 +117,7 @@ def apply_release(db, values: dict, *, now: datetime, change: str = "edit",
     ).fetchone()
     at = at or values["last_seen"]
     if row is None:
-        values = dict(values, status="live", version_count=1, last_changed=at, last_checked=at,
-                      first_seen=values.get("first_seen") or at)
-        values["next_check"] = next_check(values["first_seen"], now, schedule)
+        values = new_release_row(values, at, now, schedule)
         columns = ", ".join(f"[{k}]" for k in values)
         cursor = db.execute(
             f"insert into releases ({columns}) values ({', '.join('?' for _ in values)})", list(values.values())

@@ -169,8 +169,7 @@ class Preparer:
         """The row a release the archive has never seen starts with: ``values`` first, then the
         columns only a new release sets."""
         at = values["last_seen"]
-        return dict(values, status="live", version_count=1, last_changed=at, last_checked=at, first_seen=at,
-                    next_check=history.next_check(at, parse_iso(at), self.schedule))
+        return history.new_release_row(values, at, parse_iso(at), self.schedule)
 
     @staticmethod
     def _warc_columns(item: ReleaseItem) -> dict:
