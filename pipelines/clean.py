@@ -20,6 +20,7 @@ Settings: ``CLEAN_WORKERS``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -314,6 +315,15 @@ class CleanPipeline:
     def open_spider(self):
         if self.workers > 0:
             self._start_pool()
+            self._wait_for_workers()
+
+    def _wait_for_workers(self, timeout: float = 120) -> None:
+        """Start every worker now, before the first page: a worker's start (a process, on a busy
+        machine seconds) is then never counted in a page's CLEAN_TIMEOUT, and a pool that cannot
+        start says so at the crawl's start. The pool makes one process per task it has no idle
+        worker for, so one trivial task per worker starts them all."""
+        tasks = [self.pool.submit(os.getpid) for _ in range(self.workers)]
+        concurrent.futures.wait(tasks, timeout=timeout)
 
     def close_spider(self):
         self._shutdown()
