@@ -6,9 +6,9 @@
   ``Scheduler`` and ``RFPDupeFilter``), so any number of workers on any number
   of machines share one frontier and fetch each request once;
 * :class:`SharedPolitenessMiddleware` keeps each source's per-host delay across
-  workers: before a request, a worker must win a Redis key for that host
-  (``SET NX PX delay``, plus a margin for the time the request takes to leave);
-* the same middleware leases every request it sends (a Redis hash of
+  workers: last before the download (after robots.txt), a worker must win a Redis key
+  for that host (``SET NX PX delay``, plus a margin for the time the request takes to leave);
+* :class:`LeaseMiddleware`, first in the chain, leases every request it takes (a Redis hash of
   in-flight requests, tied to the worker's heartbeat key). A lease ends when
   what the response produced is in the item list (``RedisItemPipeline``), or
   when it produced no item (:class:`LeaseSpiderMiddleware`), or when the
@@ -74,7 +74,10 @@ def redis_overrides(url: str, seed: bool, idle_exit: float) -> dict:
         "WARC_PREFIX": f"pressarchive-{wid}",
         # Dict settings are merged into the project's (crawler.runner.build_settings).
         "ITEM_PIPELINES": {"pipelines.store.StorePipeline": None, "pipelines.queue.RedisItemPipeline": 800},
-        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.distributed.SharedPolitenessMiddleware": 20},
+        # Leases first (before robots.txt and SSRF checks hold a request), the host's turn last
+        # (after robots.txt, cookies and proxies; before the download).
+        "DOWNLOADER_MIDDLEWARES": {"crawler.middlewares.distributed.LeaseMiddleware": 20,
+                                   "crawler.middlewares.distributed.SharedPolitenessMiddleware": 800},
         "SPIDER_MIDDLEWARES": {"crawler.middlewares.distributed.LeaseSpiderMiddleware": 10},
         "EXTENSIONS": {"crawler.middlewares.distributed.WorkerLifecycle": 10},
     }
@@ -91,8 +94,37 @@ def reset_frontier(server: redis.Redis, spider_name: str) -> None:
 SEND_JITTER = 0.1
 
 
+class LeaseMiddleware:
+    """A lease on every request in flight, taken first thing: a request that waits in this
+    worker (for robots.txt, for its host's turn) has already left the shared queue, and a
+    worker killed meanwhile must not take it to the grave."""
+
+    def __init__(self, crawler):
+        settings = crawler.settings
+        if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+            raise NotConfigured
+        self.crawler = crawler
+        self.server = connect(settings.get("REDIS_URL"))
+        self.worker = settings.get("PRESSARCHIVE_WORKER_ID")
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_request(self, request):
+        lease = lease_id(request)
+        if lease:
+            record = {"worker": self.worker, "request": request.to_dict(spider=self.crawler.spider)}
+            self.server.hset(LEASES_KEY, lease, pickle.dumps(record))
+
+    def process_exception(self, request, exception):
+        release(self.server, lease_id(request))
+
+
 class SharedPolitenessMiddleware:
-    """Per-host delay across workers, and a lease on every request in flight."""
+    """Per-host delay across workers, taken last before the download (after robots.txt: a
+    request that waited for its site's robots.txt must not have spent its turn meanwhile, or
+    it leaves together with the others that waited)."""
 
     def __init__(self, crawler):
         settings = crawler.settings
@@ -112,12 +144,6 @@ class SharedPolitenessMiddleware:
         return float(delays.get(host, self.default_delay))
 
     async def process_request(self, request):
-        # Leased first: a request waiting here for its host's turn has already left the shared
-        # queue, and a worker killed meanwhile must not take it to the grave.
-        lease = lease_id(request)
-        if lease:
-            record = {"worker": self.worker, "request": request.to_dict(spider=self.crawler.spider)}
-            self.server.hset(LEASES_KEY, lease, pickle.dumps(record))
         host = (urlparse_cached(request).hostname or "").lower()
         delay = self._delay(host)
         if delay > 0:
@@ -126,9 +152,6 @@ class SharedPolitenessMiddleware:
             while not self.server.set(key, self.worker, nx=True, px=max(1, int(hold * 1000))):
                 wait = self.server.pttl(key)
                 await asyncio.sleep(max(wait, 50) / 1000)
-
-    def process_exception(self, request, exception):
-        release(self.server, lease_id(request))
 
 
 def lease_id(request) -> str | None:
