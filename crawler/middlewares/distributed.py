@@ -94,10 +94,9 @@ def reset_frontier(server: redis.Redis, spider_name: str) -> None:
 SEND_JITTER = 0.1
 
 
-class LeaseMiddleware:
-    """A lease on every request in flight, taken first thing: a request that waits in this
-    worker (for robots.txt, for its host's turn) has already left the shared queue, and a
-    worker killed meanwhile must not take it to the grave."""
+class _WorkerComponent:
+    """What every component of a distributed worker has: the crawler, the shared Redis, the
+    worker's id. Off (``NotConfigured``) in a crawl that is not distributed."""
 
     def __init__(self, crawler):
         settings = crawler.settings
@@ -110,6 +109,12 @@ class LeaseMiddleware:
     @classmethod
     def from_crawler(cls, crawler):
         return cls(crawler)
+
+
+class LeaseMiddleware(_WorkerComponent):
+    """A lease on every request in flight, taken first thing: a request that waits in this
+    worker (for robots.txt, for its host's turn) has already left the shared queue, and a
+    worker killed meanwhile must not take it to the grave."""
 
     def process_request(self, request):
         lease = lease_id(request)
@@ -121,23 +126,14 @@ class LeaseMiddleware:
         release(self.server, lease_id(request))
 
 
-class SharedPolitenessMiddleware:
+class SharedPolitenessMiddleware(_WorkerComponent):
     """Per-host delay across workers, taken last before the download (after robots.txt: a
     request that waited for its site's robots.txt must not have spent its turn meanwhile, or
     it leaves together with the others that waited)."""
 
     def __init__(self, crawler):
-        settings = crawler.settings
-        if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
-            raise NotConfigured
-        self.crawler = crawler
-        self.server = connect(settings.get("REDIS_URL"))
-        self.worker = settings.get("PRESSARCHIVE_WORKER_ID")
-        self.default_delay = settings.getfloat("DOWNLOAD_DELAY")
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler)
+        super().__init__(crawler)
+        self.default_delay = crawler.settings.getfloat("DOWNLOAD_DELAY")
 
     def _delay(self, host: str) -> float:
         delays = self.crawler.settings.getdict("PRESSARCHIVE_HOST_DELAYS")
@@ -198,26 +194,17 @@ class LeaseSpiderMiddleware:
         release(self.server, getattr(item, "lease", None))
 
 
-class WorkerLifecycle:
+class WorkerLifecycle(_WorkerComponent):
     """Heartbeat, orphaned-lease recovery and the idle exit of a worker."""
 
     def __init__(self, crawler):
-        settings = crawler.settings
-        if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
-            raise NotConfigured
-        self.crawler = crawler
-        self.server = connect(settings.get("REDIS_URL"))
-        self.worker = settings.get("PRESSARCHIVE_WORKER_ID")
-        self.idle_exit = settings.getfloat("PRESSARCHIVE_IDLE_EXIT", defaults.PRESSARCHIVE_IDLE_EXIT)
+        super().__init__(crawler)
+        self.idle_exit = crawler.settings.getfloat("PRESSARCHIVE_IDLE_EXIT", defaults.PRESSARCHIVE_IDLE_EXIT)
         self.idle_since = None
         self.beat = task.LoopingCall(self.heartbeat)
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler)
 
     def heartbeat(self):
         self.server.set(f"{PREFIX}:worker:{self.worker}", "alive", ex=HEARTBEAT_TTL)
