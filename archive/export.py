@@ -102,6 +102,8 @@ COLUMN_NOTES = {
         "encoding": "Character encoding the page was decoded with.",
         "http_status": "HTTP status of the fetch.",
         "extractor": "Component that extracted the text.",
+        "family_id": "Statement family (reposts and translations of one statement): the smallest "
+                     "release id among its members; empty when the release has no repost or translation.",
     },
     "sources": {
         "id": "Source id, referenced by releases.source_id.",
@@ -488,16 +490,34 @@ def fetch_batches(conn, query: TableQuery):
             yield batch
 
 
-def write_table(conn, query: TableQuery, folder: Path, options: Options) -> dict:
-    """Stream one table into its data file; return its manifest entry."""
+def count_rows(conn, query: TableQuery) -> int:
+    """How many rows ``query`` will write (for a progress bar): its statements with ``count(*)``
+    for the column list and no ORDER BY, so SQLite counts index entries instead of reading rows."""
+    total = 0
+    for sql, params in query.statements:
+        source = sql.split(" FROM ", 1)[1].rsplit(" ORDER BY ", 1)[0]
+        total += conn.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0]
+    return total
+
+
+def write_table(conn, query: TableQuery, folder: Path, options: Options, progress=None) -> dict:
+    """Stream one table into its data file; return its manifest entry.
+
+    ``progress(table, rows_written, rows_total)``, when given, is called before the first
+    batch and after each one (the CLI draws a progress bar with it in a terminal)."""
     name = f"{query.table}.{options.format}"
     out = HashingFile(folder / name, bom=options.excel)
     rows = 0
+    total = count_rows(conn, query) if progress else None
     try:
         out.write(header_text(query.columns, options))
+        if progress:
+            progress(query.table, 0, total)
         for batch in fetch_batches(conn, query):
             rows += len(batch)
             out.write(batch_text(batch, query.columns, options))
+            if progress:
+                progress(query.table, rows, total)
     finally:
         out.close()
     return {
@@ -742,12 +762,12 @@ def prune(out_dir: Path, keep: int) -> list[str]:
 
 
 def write_snapshot(conn, db_path: Path, folder: Path, name: str, filters: Filters,
-                   options: Options, now: dt.datetime) -> dict:
+                   options: Options, now: dt.datetime, progress=None) -> dict:
     """Write every file of snapshot ``name`` into ``folder``; return the manifest."""
     conn.execute("BEGIN")  # one read transaction: all files see the same archive
     try:
         search_matches = load_search_ids(conn, filters)
-        data = [write_table(conn, q, folder, options) for q in plan_queries(conn, filters)]
+        data = [write_table(conn, q, folder, options, progress) for q in plan_queries(conn, filters)]
         last_crawl = last_crawl_time(conn)
         db_schema = archive_schema_version(conn)
     finally:
@@ -788,8 +808,10 @@ def write_snapshot(conn, db_path: Path, folder: Path, name: str, filters: Filter
 
 
 def export_snapshot(db_path, out_dir, filters: Filters = Filters(), options: Options = Options(),
-                    keep: int | None = None, now: dt.datetime | None = None) -> Path:
-    """Export the archive to a new snapshot folder and return its path."""
+                    keep: int | None = None, now: dt.datetime | None = None, progress=None) -> Path:
+    """Export the archive to a new snapshot folder and return its path.
+
+    ``progress(table, rows_written, rows_total)`` is called as each table is written (:func:`write_table`)."""
     db_path, out_dir = Path(db_path), Path(out_dir)
     conn = open_readonly(db_path)
     try:
@@ -799,7 +821,7 @@ def export_snapshot(db_path, out_dir, filters: Filters = Filters(), options: Opt
         remove_stale_tmp(out_dir)
         now = now or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         name = snapshot_name(now, out_dir)
-        publish_snapshot(conn, db_path, out_dir, name, filters, options, now)
+        publish_snapshot(conn, db_path, out_dir, name, filters, options, now, progress)
     finally:
         conn.close()
     point_latest(out_dir, name)
@@ -809,7 +831,7 @@ def export_snapshot(db_path, out_dir, filters: Filters = Filters(), options: Opt
 
 
 def publish_snapshot(conn, db_path: Path, out_dir: Path, name: str, filters: Filters,
-                     options: Options, now: dt.datetime) -> None:
+                     options: Options, now: dt.datetime, progress=None) -> None:
     """Write into a hidden temp folder, then rename it into place when complete.
 
     Renaming a folder is atomic, so ``DIR/<name>`` either holds every file
@@ -823,7 +845,7 @@ def publish_snapshot(conn, db_path: Path, out_dir: Path, name: str, filters: Fil
     try:
         tmp.mkdir()
         lock = hold_tmp_lock(tmp)
-        write_snapshot(conn, db_path, tmp, name, filters, options, now)
+        write_snapshot(conn, db_path, tmp, name, filters, options, now, progress)
         (tmp / TMP_LOCK).unlink()  # not part of the snapshot; the pid in the name covers the rename
         fsync_dir(tmp)
         os.rename(tmp, out_dir / name)

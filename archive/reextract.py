@@ -99,12 +99,14 @@ def _content_type(headers) -> tuple[str | None, str | None]:
     return mime, charset
 
 
-def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None) -> dict:
+def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None, progress=None) -> dict:
     """Re-extract; return the counts. Raises :class:`ReextractRefused` before writing anything.
 
     ``clean(body, url, content_type, charset, fetched_at, hints, languages)`` is the crawl's
     cleaning step (``pipelines.clean.clean_capture``, passed in by the CLI): it returns the
     release's cleaned values and notes, or None and why the page has no text.
+    ``progress(done, total)``, when given, is called before each release and once at the end
+    (the CLI draws a progress bar with it in a terminal).
     """
     warc_dir = Path(warc_dir or Path(db_path).parent / "warc")
     conn = _read_only(db_path)
@@ -125,7 +127,9 @@ def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None)
     counts = {"releases": 0, "text_changed": 0, "metadata_changed": 0, "unchanged": 0, "unreadable": 0}
     rows = list(db.query(f"select * from releases where {where} order by id", params))
     touched = []
-    for row in rows:
+    for index, row in enumerate(rows):
+        if progress:
+            progress(index, len(rows))
         counts["releases"] += 1
         if row["warc_file"] in missing:
             counts["unreadable"] += 1  # said once for the whole file, above
@@ -162,6 +166,8 @@ def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None)
             touched.append(release_id)
         else:
             counts["unchanged"] += 1
+    if progress:
+        progress(len(rows), len(rows))
     with db.atomic():
         if touched:
             search_index.index_releases(db, touched)

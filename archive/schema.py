@@ -4,6 +4,11 @@ Every component that writes ``archive.db`` (the crawl's store pipeline, the
 search index, exports, ``pressarchive status``) calls :func:`ensure_schema`
 first, so a database made by any version of the tool is brought up to date
 without losing a row. Columns are only ever added, never dropped.
+
+The search index migrates the same way, in :func:`archive.search_index.ensure_search`
+(which calls this first): an index of an older format or definition (format 1's
+``releases_fts`` that other tools could not scan) is rebuilt from ``releases`` by the
+next crawl, demo, ``reindex``, ``reextract`` or ``ingest``; no release is touched.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ SOURCES_COLUMNS = {
     "host_aliases": str,  # JSON
     "statement_types": str,  # JSON
     "verified": str,  # confirmed / plausible / unverified: public evidence for the entry
+    "translations": str,  # JSON: address piece -> the same in the translation's address (archive/translations.py)
 }
 
 RELEASES_COLUMNS = {
@@ -76,6 +82,7 @@ RELEASES_COLUMNS = {
     "warc_file": str,  # raw capture of the stored text: file under warc/ and record offset
     "warc_offset": int,
     "warc_length": int,
+    "family_id": int,  # the statement family (archive/families.py); NULL when the release has no link
 }
 
 RELEASE_VERSIONS_COLUMNS = {
@@ -223,6 +230,8 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     _ensure_table(db, "fetch_state", FETCH_STATE_COLUMNS, "url")
     files = _ensure_table(db, "release_files", RELEASE_FILES_COLUMNS, "url")
     files.create_index(["release_id"], if_not_exists=True)
+    _ensure_alternates(db)
+    _ensure_families(db)
     _backfill_history(db)
     for name, sql in VIEWS.items():
         db.execute(f"drop view if exists [{name}]")
@@ -287,6 +296,52 @@ VIEWS = {
                end as health
         from health order by source_id""",
 }
+
+
+# Other language versions a release's page declares (pipelines/extraction/alternates.py), kept as
+# found: archive/translations.py links the ones the archive holds, now or when a later crawl
+# brings them. Indexed by url: "which pages point at this release?".
+RELEASE_ALTERNATES_COLUMNS = {
+    "release_id": int,
+    "url": str,  # normalised address of the other version
+    "hreflang": str,  # the language the page says it is in (NULL for a canonical)
+    "evidence": str,  # hreflang, language switcher or canonical
+}
+
+
+def _ensure_alternates(db) -> None:
+    table = db["release_alternates"]
+    if not table.exists():
+        table.create(RELEASE_ALTERNATES_COLUMNS, pk=("release_id", "url"))
+    table.create_index(["url"], if_not_exists=True)
+
+
+# Statement families (archive/families.py). Links are stored once per pair, smaller id first.
+FAMILY_TABLES = {
+    "release_links": """release_id INTEGER NOT NULL, other_id INTEGER NOT NULL, relation TEXT NOT NULL,
+        score REAL, evidence TEXT, linked_at TEXT, PRIMARY KEY (release_id, other_id, relation)""",
+    "families": """id INTEGER PRIMARY KEY, first_release_id INTEGER, first_source_id TEXT, first_published TEXT,
+        member_count INTEGER, languages TEXT, sources TEXT, updated_at TEXT""",
+    "family_members": """release_id INTEGER PRIMARY KEY, family_id INTEGER NOT NULL, relation TEXT,
+        similarity REAL, diff TEXT""",
+    # One row per band of a release's MinHash: a new release's candidates are index lookups.
+    "minhash_bands": """band INTEGER NOT NULL, hash INTEGER NOT NULL, release_id INTEGER NOT NULL,
+        PRIMARY KEY (band, hash, release_id)""",
+    # Every release looked at: its shingle count and band hashes (to remove them when its text changes).
+    "minhash_releases": "release_id INTEGER PRIMARY KEY, shingles INTEGER, bands BLOB",
+}
+
+
+def _ensure_families(db) -> None:
+    """Tables of archive/families.py; an older archive gets them empty (``pressarchive link`` fills them)."""
+    for name, columns in FAMILY_TABLES.items():
+        rowid = " without rowid" if name == "minhash_bands" else ""  # the key is the whole row
+        db.execute(f"create table if not exists [{name}] ({columns}){rowid}")
+    db.execute("create index if not exists idx_release_links_other_id on release_links (other_id)")
+    db.execute("create index if not exists idx_family_members_family_id on family_members (family_id)")
+    db.execute("create index if not exists idx_releases_family_id on releases (family_id)")
+    # The releases of a source in id order: a release's boilerplate is what the ones before it hold.
+    db.execute("create index if not exists idx_releases_source_id_id on releases (source_id, id)")
 
 
 def _backfill_history(db) -> None:

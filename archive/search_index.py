@@ -25,6 +25,16 @@ Tables (all created by :func:`ensure_search`):
     matches without scoring every one (the Datasette plugin's table search).
     ``tags`` is left empty (it held facet tokens for filters pushed into the
     MATCH; facets are now counted from ``release_facets``) and never matches.
+    ``columnsize=1`` is also what lets other tools read the archive: FTS5 scans
+    a contentless table through its ``_docsize`` table, and one without it
+    (format 1, ``columnsize=0``) fails every statement that is not a MATCH or
+    a rowid lookup with "releases_fts: table does not support scanning":
+    ``sqlite-utils tables --counts``, ``sqlite-utils rows``, Datasette's table
+    counts on ``/`` and ``/archive`` and its ``releases_fts`` page. A scan
+    yields the rowids and NULL columns (the text is in ``releases``). The
+    index is rebuilt whenever its stored definition is not :data:`FTS_ARGS`
+    (or :data:`SEARCH_VERSION` changed): every writer (crawl, demo, reindex,
+    reextract, ingest) upgrades an older archive; the releases are untouched.
 ``releases_fts_rows``
     release id -> FTS rowid, plus a fingerprint of the indexed values.
 ``releases_fts_pending``
@@ -69,6 +79,11 @@ TRIGGERS = ("releases_fts_on_update", "releases_fts_on_delete", "releases_fts_on
 FACET_COLUMNS = ("source_id", "country", "kind", "language", "year", "statement_type")
 # What release_facets logs: the facets, and the default sort (pages of a search are cut there).
 LOGGED_COLUMNS = FACET_COLUMNS + ("published",)
+
+# The FTS5 table's definition. content='': contentless, the bigram search form is not stored a
+# second time. columnsize=1: each row's token counts, for bm25() and for scans (module docstring).
+FTS_ARGS = "title, text, tags, content='', columnsize=1, tokenize='unicode61 remove_diacritics 2'"
+FTS_DEFINITION = re.compile(r"using\s+fts5\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
 
 # Columns whose change alters what was indexed: a trigger saves the old values.
 INDEXED_COLUMNS = ("title", "text")
@@ -285,10 +300,7 @@ def _fingerprint(values: tuple[str, str, str]) -> str:
 
 
 def _create(db: sqlite_utils.Database) -> None:
-    db.execute(
-        f"create virtual table if not exists {FTS_TABLE} using fts5("
-        "title, text, tags, content='', columnsize=1, tokenize='unicode61 remove_diacritics 2')"
-    )
+    db.execute(f"create virtual table if not exists {FTS_TABLE} using fts5({FTS_ARGS})")
     facets = ", ".join(LOGGED_COLUMNS)
     db.execute(
         f"create table if not exists {FACETS_TABLE} (seq integer primary key, "
@@ -378,17 +390,29 @@ def _version(db) -> str | None:
     return row[0] if row else None
 
 
+def definition_is_current(conn) -> bool:
+    """Whether the archive's FTS table exists with this version's definition (:data:`FTS_ARGS`).
+
+    Read-only: ``conn`` is a ``sqlite3.Connection`` or a ``sqlite_utils.Database``.
+    """
+    row = conn.execute("select sql from sqlite_master where name = ?", [FTS_TABLE]).fetchone()
+    found = FTS_DEFINITION.search(row[0] or "") if row else None
+    return found is not None and " ".join(found.group(1).split()) == FTS_ARGS
+
+
 def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
     """Create the search tables and bring the index up to date with releases.
 
-    Idempotent. Rebuilds from scratch when SEARCH_VERSION changed; otherwise
-    indexes releases missing from the index and applies pending changes.
+    Idempotent. Rebuilds from scratch when SEARCH_VERSION changed or the FTS
+    table is missing or defined otherwise (an archive indexed by an older
+    version: see the module docstring); otherwise indexes releases missing
+    from the index and applies pending changes.
     """
     from archive.schema import ensure_schema  # the releases table must exist
 
     ensure_schema(db)
     with db.atomic():
-        if _version(db) != SEARCH_VERSION:
+        if _version(db) != SEARCH_VERSION or not definition_is_current(db):
             if db[FTS_TABLE].exists():
                 logger.info("search index format changed: rebuilding")
             _drop(db)

@@ -30,7 +30,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.statusandheaders import StatusAndHeaders
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParserException
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
@@ -148,7 +149,8 @@ class WarcWriter:
             self._serial += 1
             name = f"{self.prefix}-{stamp}-{self._serial:05d}.warc.gz"
             try:
-                self._file = open(self.folder / name, "xb")  # never append to another run's file
+                # never append to another run's file; it stays open until the next file
+                self._file = open(self.folder / name, "xb")  # noqa: SIM115
                 break
             except FileExistsError:
                 continue
@@ -177,7 +179,7 @@ class WarcWriter:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> WarcWriter:
+    def __enter__(self) -> WarcWriter:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
@@ -324,6 +326,50 @@ def iter_records(path: Path | str) -> Iterator[StoredResponse]:
                 location=WarcLocation(path.name, offset, iterator.get_record_length()),
                 status=status, headers=headers, body=body,
             )
+
+
+class CaptureUnreadable(ValueError):
+    """The bytes at a WARC location are not a readable response record (a wrong offset, a
+    truncated or corrupted file, an encoding this install cannot undo)."""
+
+
+def read_capture(folder: Path | str, file: str, offset: int) -> StoredResponse:
+    """The response stored at ``offset`` of ``folder/file``, with its target URI and WARC date.
+
+    What the site serves as a release's archived original. Raises ``FileNotFoundError``
+    when the file is not in ``folder`` (moved, or never copied along with the archive) and
+    :class:`CaptureUnreadable` for anything else that keeps the record from being read,
+    ``file`` naming a path outside ``folder`` included: one exception for a caller to
+    turn into a message, whatever warcio, zlib or the file system raised.
+    """
+    try:
+        path = _safe_path(folder, file)
+    except ValueError as error:
+        raise CaptureUnreadable(str(error)) from None
+    if not path.is_file():
+        raise FileNotFoundError(f"WARC file {file} is not in {Path(folder)}")
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(offset)
+            iterator = ArchiveIterator(stream)
+            record = next(iter(iterator), None)
+            if record is None or record.rec_type != "response":
+                kind = record.rec_type if record is not None else "nothing"
+                raise CaptureUnreadable(f"{file} at offset {offset} holds {kind}, not a response record")
+            status, headers, body = _response(record)
+            iterator.read_to_end(record)
+            return StoredResponse(
+                url=record.rec_headers.get_header("WARC-Target-URI"),
+                date=record.rec_headers.get_header("WARC-Date"),
+                location=WarcLocation(file, offset, iterator.get_record_length()),
+                status=status, headers=headers, body=body,
+            )
+    except CaptureUnreadable:
+        raise
+    except (OSError, EOFError, ValueError, ImportError, zlib.error, ArchiveLoadFailed,
+            StatusAndHeadersParserException) as error:
+        raise CaptureUnreadable(f"{file} at offset {offset}: not a readable response record "
+                                f"({type(error).__name__}: {error})") from None
 
 
 # --- Scrapy ----------------------------------------------------------------------------------

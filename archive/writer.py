@@ -23,12 +23,12 @@ import time
 from collections import Counter
 from typing import NamedTuple
 
-from archive import history, search_index
+from archive import families, history, search_index, translations
 from archive.clock import parse_iso
 from archive.items import EntryFetch, ReleaseCheck, ReleaseItem
 from archive.schema import open_archive
 from archive.statement_type import classify
-from archive.urls import scheme_twin
+from archive.urls import normalise_url, scheme_twin
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class PreparedRelease(NamedTuple):
     index: tuple  # search-index values (search_index.index_values)
     new_row: tuple  # should the archive not know it yet: its whole new row, in Prepared.columns order
     first_version: tuple  # ... and its version 1 row without the release id
+    alternates: tuple = ()  # (url, hreflang, evidence) of the other language versions its page declares
 
 
 class Prepared:
@@ -162,8 +163,20 @@ class Preparer:
                     prepared.columns, prepared.set_columns = tuple(first), len(values)
                 prepared.rows[n] = PreparedRelease(
                     search_index.index_values(dict(values, search_form=item.search_form)),
-                    tuple(first.values()), history.first_version_row(first))
+                    tuple(first.values()), history.first_version_row(first), self._alternates(item))
         return prepared
+
+    def _alternates(self, item: ReleaseItem) -> tuple:
+        """The page's declared other versions as ``release_alternates`` values, their addresses
+        keyed as the archive keys releases (the source's host aliases applied, normalised)."""
+        source = self.sources.get(item.source_id)
+        own = {item.url, scheme_twin(item.url)}
+        found = {}
+        for alternate in item.alternates or ():
+            url = normalise_url(source.canonical(alternate["url"])) if source else alternate["url"]
+            if url not in own and url not in found:
+                found[url] = (url, alternate.get("hreflang"), alternate.get("evidence"))
+        return tuple(found.values())
 
     def _new_release(self, values: dict) -> dict:
         """The row a release the archive has never seen starts with: ``values`` first, then the
@@ -300,10 +313,14 @@ class ArchiveWriter(Preparer):
                 self._count(source_id, "restored")
             if outcome in ("new", "changed"):
                 touched.append(release_id)
+        declared = self._store_alternates(prepared)  # (before new and changed releases are linked)
         if touched or not self._in_transaction:
             self._index_deferred()  # index_releases must see every entry made so far
         if touched:
             search_index.index_releases(self.db, touched)
+            families.link_new(self.db, touched)  # reposts, translations and families of what changed
+        if declared:
+            translations.link_new(self.db, declared)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -337,6 +354,7 @@ class ArchiveWriter(Preparer):
         if self._deferred:
             entries, self._deferred = self._deferred, []
             search_index.insert_prepared(self.db, entries)
+            families.link_new(self.db, [entry[1] for entry in entries])  # the new releases' families
 
     def write_prepared(self, prepared: Prepared) -> None:
         """Store releases prepared elsewhere (:meth:`Preparer.prepare` in a worker process),
@@ -389,6 +407,32 @@ class ArchiveWriter(Preparer):
             self._count(row.new_row[source_at], "new")
         inserted = set(fresh)
         return [n for n in everything if n not in inserted]
+
+    def _store_alternates(self, prepared: Prepared) -> list[int]:
+        """Keep the other language versions the batch's pages declare (``release_alternates``;
+        evidence is only added: a page that drops its hreflang keeps what it said before).
+        New and changed releases are linked with the rest of their family (archive/families.py
+        calls archive/translations.py); returns the ids of the others, unchanged releases
+        whose page declares something new (a site that added hreflang), to be linked here."""
+        unchanged = []
+        url_at, seen_at = (prepared.columns.index("url"), prepared.columns.index("last_seen")) \
+            if prepared.columns else (None, None)
+        for row in prepared.rows:
+            if row is None or not row.alternates:
+                continue
+            url = row.new_row[url_at]
+            found = self.db.execute("select id, last_changed from releases where url in (?, ?) order by id limit 1",
+                                    [url, scheme_twin(url)]).fetchone()
+            if found is None:
+                continue
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "insert or ignore into release_alternates (release_id, url, hreflang, evidence) values (?, ?, ?, ?)",
+                [(found[0], *alternate) for alternate in row.alternates])
+            # (a new or changed release's last_changed is this fetch: history.apply_release)
+            if self.db.conn.total_changes != before and found[1] != row.new_row[seen_at]:
+                unchanged.append(found[0])
+        return unchanged
 
     def _ids_by_url(self, urls) -> dict[str, int]:
         """url -> id of the releases with these URLs (in chunks: SQLite limits bound parameters)."""

@@ -8,6 +8,13 @@ graceful stop). A second one stops at once, as Scrapy's does, but first the
 releases already fetched and cleaned are stored and every run row is closed
 as ``interrupted`` (:class:`ArchivingCrawlerProcess`), so nothing fetched is
 lost and no run stays ``running``.
+
+What the terminal shows: called with a :class:`crawler.progress.CrawlOutput`
+(``pressarchive crawl`` and ``demo`` do), the full log goes to a rotated file next
+to the archive, the terminal gets warnings and errors (or, with ``verbose``, the
+full log) and, when it is a terminal, a live table of the sources
+(:class:`crawler.progress.CrawlDisplay`). Called without one (``sources check``,
+scripts), Scrapy logs to stderr as it always does.
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ def build_settings(db_path, contact=None, log_level="INFO", log_file=None, overr
 class ArchivingCrawlerProcess(CrawlerProcess):
     """Scrapy's CrawlerProcess, whose forced stop (a second signal) stores first."""
 
+    display = None  # a CrawlDisplay, told when a first signal starts the graceful stop
+
+    def _signal_shutdown(self, signum, _):
+        if self.display is not None:
+            self.display.stopping = True
+        super()._signal_shutdown(signum, _)
+
     def _signal_kill(self, signum, _):
         from twisted.internet import reactor
 
@@ -88,8 +102,11 @@ def prepare_archive(db_path) -> None:
         raise ArchiveError(f"archive {db_path} cannot be written: {exc}") from None
 
 
-def run_crawl(sources, settings: Settings) -> list[dict]:
+def run_crawl(sources, settings: Settings, output=None) -> list[dict]:
     """Crawl ``sources``; return this run's ``crawl_runs`` rows.
+
+    ``output`` (a :class:`crawler.progress.CrawlOutput`) says where the log goes and
+    whether a live table is drawn; None leaves logging to Scrapy (stderr).
 
     Raises :class:`ArchiveError` before crawling when the archive cannot be
     written. A row the crawl could not close (the archive refused writes
@@ -97,13 +114,59 @@ def run_crawl(sources, settings: Settings) -> list[dict]:
     """
     if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
         prepare_archive(settings.get("ARCHIVE_DB"))
+    display = None
+    if output is not None:
+        settings.set("LOG_INSTALL_ROOT_HANDLER", False, priority="cmdline")
+        display = _display(output, settings)
     process = ArchivingCrawlerProcess(settings)
-    process.crawl(ReleasesSpider, sources=sources)
-    crawler = next(iter(process.crawlers))
-    process.start()
+    handlers = []
+    if output is not None:
+        from scrapy.utils.log import log_scrapy_info
+
+        from crawler.progress import route_logs
+
+        handlers = route_logs(settings, output.log_path, output.console if display else None, output.verbose)
+        log_scrapy_info(settings)  # logged by CrawlerProcess before these handlers were there: to the file
+        logger.info("pressarchive crawl: run %s, archive %s", settings.get("PRESSARCHIVE_RUN_ID"),
+                    settings.get("ARCHIVE_DB"))
+    crawler = process.create_crawler(ReleasesSpider)
+    if display is not None:
+        display.attach(crawler, [source.id for source in sources])
+        process.display = display
+    process.crawl(crawler, sources=sources)
+    try:
+        if display is not None:
+            display.start()
+        process.start()
+    finally:
+        if display is not None:
+            display.stop()
+        if handlers:
+            from crawler.progress import unroute_logs
+
+            unroute_logs(handlers)
     failure = crawler.stats.get_value("pressarchive/store_failure")
     rows = run_rows(settings.get("ARCHIVE_DB"), settings.get("PRESSARCHIVE_RUN_ID"))
     for row in rows:
         if row["status"] == "running":
             row.update(status="failed", message=failure or "the crawl stopped before this run was recorded")
     return rows
+
+
+def _display(output, settings: Settings):
+    """The live table, when ``output`` has a terminal for it; its components are switched on here.
+
+    Not for a distributed worker: it takes requests from a queue other workers empty too, and
+    what is new or changed is decided by ``pressarchive ingest``. Per-source "done" needs
+    Scrapy's own scheduler (counted); under another one, sources show "crawling" to the end.
+    """
+    if output.console is None or output.verbose or settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
+        return None
+    from crawler.progress import CrawlDisplay
+
+    if settings.get("SCHEDULER") == "scrapy.core.scheduler.Scheduler":
+        settings.set("SCHEDULER", "crawler.middlewares.progress.SourceCountingScheduler", priority="cmdline")
+    middlewares = {**settings.getdict("SPIDER_MIDDLEWARES"), "crawler.middlewares.progress.StartTracker": 10}
+    settings.set("SPIDER_MIDDLEWARES", middlewares, priority="cmdline")
+    return CrawlDisplay(output.console, settings.get("ARCHIVE_DB"), output.log_path,
+                        settings.getint("ARCHIVE_BATCH_SIZE"))

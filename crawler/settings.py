@@ -15,7 +15,8 @@ the incremental settings ``PRESSARCHIVE_BACKFILL``, ``PRESSARCHIVE_RECHECK_HOURS
 
 Per-run and distributed settings (``PRESSARCHIVE_RUN_ID``, ``PRESSARCHIVE_CHECK``,
 ``REDIS_URL``, ``PRESSARCHIVE_DISTRIBUTED``, ...) are declared at the end with their defaults;
-the CLI sets them. Every default is here once: components fall back to this module's values
+the CLI sets them. ``PRESSARCHIVE_LOG_MAX_BYTES`` and ``PRESSARCHIVE_LOG_BACKUPS`` rotate the crawl's
+log file (crawler/progress.py). Every default is here once: components fall back to this module's values
 (``from crawler import settings as defaults``) when they run under other settings.
 
 Reaching only what may be reached (crawler/middlewares/ssrf.py, ``SSRF_PROTECTION``): http(s) only,
@@ -141,4 +142,10 @@ PRESSARCHIVE_WORKER_ID = ""
 WARC_PREFIX = "pressarchive"
 
 LOG_LEVEL = "INFO"
+# `pressarchive crawl` writes the full log to a file next to the archive (archive.db.log, or --log-file),
+# rotated past this many bytes with this many older files kept (archive.db.log.1 ... .5): 60 MB at most.
+PRESSARCHIVE_LOG_MAX_BYTES = 10 * 1024 * 1024
+PRESSARCHIVE_LOG_BACKUPS = 5
+# `pressarchive demo`: stable demo origin -> the base URL of this run's server for it (crawler/demo/proxy.py).
+DEMO_ORIGINS: dict = {}
 FEED_EXPORT_ENCODING = "utf-8"

@@ -79,6 +79,7 @@ KEYS = {
     "host_aliases": (dict, False),  # alias host -> canonical host
     "statement_types": (dict, False),  # URL regex -> statement type
     "verified": (str, False),  # how far public evidence backs the entry: one of VERIFIED
+    "translations": (dict, False),  # piece of a release's address -> the same in its translation's
 }
 LIST_OF_TABLES = {"json_api"}
 STATEMENT_TYPES = ("press_release", "statement", "readout", "speech", "joint_statement", "press_conference",
@@ -110,7 +111,7 @@ DATES = tuple(y + md for y in YEARS for md in ("0115", "1231", "1009"))
 
 
 JSON_COLUMNS = ("languages", "feeds", "sitemaps", "listings", "allowed_domains", "json_api", "wp_rest",
-                "selectors", "host_aliases", "statement_types")
+                "selectors", "host_aliases", "statement_types", "translations")
 
 
 class SourceError(ValueError):
@@ -194,6 +195,7 @@ class Source:
     statement_types: dict = field(default_factory=dict)
     article_exclude: str | None = None
     verified: str = DEFAULT_VERIFIED
+    translations: dict = field(default_factory=dict)
 
     @property
     def endpoint_urls(self) -> list[str]:
@@ -452,6 +454,30 @@ def _validate_extras(entry: dict, fail) -> None:
         _check_regex(pattern, "statement_types", fail, quoted=True)
         if kind not in STATEMENT_TYPES:
             fail("statement_types", f"'{_shown(kind)}' is not one of {', '.join(STATEMENT_TYPES)}")
+    _check_translations(entry.get("translations", {}), fail)
+
+
+# ``translations = { "/eng/" = "/chn/" }``: a release whose address holds the left piece has its
+# translation at the same address with the right piece instead (and the other way round).
+MAX_TRANSLATION_PAIRS = 20
+MAX_TRANSLATION_PIECE = 200
+
+
+def _check_translations(pairs: dict, fail) -> None:
+    if len(pairs) > MAX_TRANSLATION_PAIRS:
+        fail("translations", f"{len(pairs)} pairs (at most {MAX_TRANSLATION_PAIRS})")
+    for piece, other in pairs.items():
+        if not isinstance(other, str):
+            fail("translations", f"'{_shown(piece)}' = {_shown(other)}: expected a piece of an address in quotes, "
+                                 f"got {type(other).__name__}")
+        for value in (piece, other):
+            if not value or len(value) > MAX_TRANSLATION_PIECE:
+                fail("translations", f"'{_shown(piece)}' = '{_shown(other)}': each side must be 1 to "
+                                     f"{MAX_TRANSLATION_PIECE} characters of an address")
+            if any(ch.isspace() or not ch.isprintable() for ch in value):
+                fail("translations", f"'{_shown(value)}' has spaces or control characters (percent-encode them)")
+        if piece == other:
+            fail("translations", f"'{_shown(piece)}' = '{_shown(other)}': both sides are the same")
 
 
 # -- regex checks -----------------------------------------------------------------------
@@ -637,7 +663,7 @@ def _shown(value, limit: int = 80) -> str:
 
 
 def _type_name(types) -> str:
-    names = {str: "a string", list: "a list", int: "an integer", bool: "true or false"}
+    names = {str: "a string", list: "a list", int: "an integer", bool: "true or false", dict: "a table"}
     if isinstance(types, tuple):
         return "a number"
     return names.get(types, types.__name__)

@@ -40,6 +40,7 @@ from archive.items import ReleaseItem
 from archive.patterns import MAX_URL_CHARS, safe_regex
 from pipelines import dates, extraction
 from pipelines.encoding import decode_notes
+from pipelines.extraction.alternates import find_alternates
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
         "content_hash": extraction.content_hash(result.text),
         "word_count": words,
         "extractor": version,
+        # other language versions the page declares (pipelines/extraction/alternates.py)
+        "alternates": getattr(result, "alternates", None) or [],
     }
 
 
@@ -148,6 +151,8 @@ def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dic
 
         text, encoding = extraction.decode_html(body, http_charset)
         page = Selector(text=text)
+        # The whole page's evidence of other language versions, before nodes are dropped or cut out.
+        alternates = find_alternates(page.root, url, extraction.find_canonical(page.root, url))
         for css in selectors.get("remove", []):
             page.css(css).drop()
         title = _first_css(page, selectors.get("title", []))
@@ -164,7 +169,7 @@ def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dic
     result = extraction.extract(source_bytes, url, http_charset=http_charset, fetched_at=when, hints=hints,
                                 languages=languages)
     if selectors:
-        result.encoding = encoding
+        result.encoding, result.alternates = encoding, alternates
     if title:
         result.title = title
     if sel_date and sel_date.year >= 1900 and sel_date <= when.date():  # (a selector may hit "0001-01-01")
@@ -277,6 +282,7 @@ def clean_capture(body: bytes, url: str, content_type: str | None, http_charset:
             cleaned = clean_page(body, url, content_type, http_charset, fetched_at, hints, languages)
     except NoText as exc:
         return None, [], str(exc)
+    cleaned.pop("alternates", None)  # (page evidence is stored by the crawl's writer, not by reextract)
     return cleaned, [*dict.fromkeys(map(str, decoding)), *cleaned.pop("notes", [])], None
 
 

@@ -22,6 +22,25 @@ FIXTURE_SOURCES = SITES / "sources.toml"
 pytest_plugins = ["netguard"]  # no test sends a packet outside loopback (tests/netguard.py)
 
 
+def pytest_configure(config):
+    import os
+
+    if os.environ.get("PRESSARCHIVE_STORE_DURATIONS") == "1" and not hasattr(config, "workerinput"):
+        from scheduling import DurationRecorder
+
+        config.pluginmanager.register(DurationRecorder(), "pressarchive-durations")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (the default, pyproject.toml) runs with tests/scheduling.py: modules
+    split where no fixture is shared, longest tests first."""
+    if config.getvalue("dist") == "loadfile":
+        from scheduling import LongestFirstScheduling
+
+        return LongestFirstScheduling(config, log)
+    return None
+
+
 @pytest.fixture(scope="session")
 def expected() -> dict:
     """tests/sites/EXPECTED.json: per site, the releases a correct crawl stores."""

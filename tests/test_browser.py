@@ -138,8 +138,8 @@ def search_in_box(driver, base: str, query: str) -> list[str]:
     box.clear()
     box.send_keys(query, Keys.ENTER)
     WebDriverWait(driver, 15).until(expected_conditions.url_contains("_search="))
-    cells = driver.find_elements(By.CSS_SELECTOR, "table.rows-and-columns td.col-title")
-    return [cell.text for cell in cells]
+    titles = driver.find_elements(By.CSS_SELECTOR, "ol.pa-results .pa-title")  # the reading list
+    return [title.text for title in titles]
 
 
 def test_search_box_in_english_and_chinese(server, browser, tmp_path):
@@ -183,7 +183,7 @@ GENERATED_QUERIES = [
 
 def test_search_box_shows_the_exact_count_of_many_matches(generated_server, browser, tmp_path):
     """A query matching more than 500 of ~2,400 crawled releases: the page says how many, exactly
-    ("1,195 rows where search matches ..."), and lists the newest match first."""
+    ("1,195 releases match ..."), and lists the newest match first."""
     from selenium.webdriver.common.by import By
 
     base, path = generated_server
@@ -191,9 +191,9 @@ def test_search_box_shows_the_exact_count_of_many_matches(generated_server, brow
         matches = matching_rows(path, field_matches)
         assert len(matches) > 500, query
         titles = search_in_box(browser, base, query)
-        headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h3") if " row" in h.text]
-        assert len(headings) == 1, headings
-        assert re.match(rf"{len(matches):,} rows\b", headings[0]), (query, headings[0], len(matches))
+        totals = [p.text for p in browser.find_elements(By.ID, "pa-total")]
+        assert len(totals) == 1, totals
+        assert re.match(rf"{len(matches):,} releases match\b", totals[0]), (query, totals[0], len(matches))
         newest = sorted(sorted(matches, key=lambda r: r["id"]), key=lambda r: r["published"], reverse=True)
         assert titles[:3] == [r["title"] for r in newest[:3]], query
     shot = tmp_path / "search-generated.png"

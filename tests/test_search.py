@@ -220,7 +220,7 @@ def test_search_counts_facets_and_pages_every_match(archive, client, monkeypatch
     assert every_page(client, _search="the") == [2, 3, 40, 41, 42, 50, 51]
     assert every_page(client, _search="the", _sort="published") == [50, 51, 3, 40, 41, 42, 2]
     status, response = client("/archive/releases", _search="the", _size=2)
-    assert status == 200 and "7 rows where search matches" in response.text
+    assert status == 200 and "<strong>7</strong> releases match <q>the</q>" in response.text
     data, facets = table(client, _search="the", language="zh")
     assert data["filtered_table_rows_count"] == 0 and facets["language"] == {}
 

@@ -41,6 +41,7 @@ from archive.search_index import (
     PENDING_TABLE,
     ROWS_TABLE,
     SEARCH_VERSION,
+    definition_is_current,
 )
 
 CONFIG_DIR = Path(__file__).parent  # metadata.yaml, plugins/, templates/, static/ beside this file
@@ -69,12 +70,14 @@ def load_metadata(db_name: str) -> dict:
     return metadata
 
 
-def make_datasette(db_path, immutable: bool = False, **kw):
+def make_datasette(db_path, immutable: bool = False, warc_dir=None, **kw):
     """A Datasette app serving ``db_path`` read-only with the project's config.
 
     ``immutable``: open the file ``immutable=1`` (read-only media, see
-    :func:`inspect_archive`) instead of ``mode=ro``. Keyword arguments go to
-    ``datasette.app.Datasette``; ``settings`` is merged over DEFAULT_SETTINGS.
+    :func:`inspect_archive`) instead of ``mode=ro``. ``warc_dir``: where the raw
+    captures are (default: ``warc/`` beside the archive), for the archived originals.
+    Keyword arguments go to ``datasette.app.Datasette``; ``settings`` is merged over
+    DEFAULT_SETTINGS.
     """
     from datasette.app import Datasette
 
@@ -83,10 +86,13 @@ def make_datasette(db_path, immutable: bool = False, **kw):
     templates = CONFIG_DIR / "templates"
     if immutable:
         kw.setdefault("inspect_data", unknown_counts(path))
+    metadata = load_metadata(path.stem)
+    if warc_dir:
+        metadata.setdefault("plugins", {})["pressarchive_release"] = {"warc_dir": str(Path(warc_dir).resolve())}
     return Datasette(
         [] if immutable else [str(path)],
         immutables=[str(path)] if immutable else None,
-        metadata=load_metadata(path.stem),
+        metadata=metadata,
         plugins_dir=str(CONFIG_DIR / "plugins"),
         template_dir=str(templates) if templates.is_dir() else None,
         static_mounts=[("pressarchive-static", str(CONFIG_DIR / "static"))],
@@ -137,10 +143,12 @@ def search_index_problem(conn: sqlite3.Connection, exact: bool = True) -> IndexP
         row = conn.execute("select value from _pressarchive where key = 'search_version'").fetchone()
         version = row[0] if row else None
     logged = {r[1] for r in conn.execute(f"pragma table_info({FACETS_TABLE})")}
-    if version != SEARCH_VERSION or not set(LOGGED_COLUMNS) <= logged:
+    if version != SEARCH_VERSION or not definition_is_current(conn) or not set(LOGGED_COLUMNS) <= logged:
         return IndexProblem(False, f"the search index was made by an older pressarchive (format "
                                    f"{version or '1'}, this one reads {SEARCH_VERSION}): searches may "
-                                   "miss releases until `pressarchive reindex` (or a crawl) re-indexes it")
+                                   "miss releases, and other tools (sqlite-utils, Datasette's table counts) "
+                                   "may not read its releases_fts, until `pressarchive reindex` (or a crawl) "
+                                   "re-indexes it")
     if exact:
         unindexed = conn.execute(f"select (select count(*) from releases) - "
                                  f"(select count(*) from {ROWS_TABLE})").fetchone()[0]

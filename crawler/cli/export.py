@@ -32,7 +32,8 @@ def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, 
 
     The folder holds one file per table, manifest.json (row counts,
     sha256 of every file, filters, versions) and a README.md describing the
-    columns. Prints the folder's path.
+    columns. Prints the folder's path. In a terminal, a progress bar shows
+    the rows written of each table.
     """
     from archive.export import (  # (slow to import: only when the command runs)
         ExportError,
@@ -40,12 +41,15 @@ def export_command(db_path, out_dir, sources, since, until, search, fmt, excel, 
         build_filters,
         export_snapshot,
     )
+    from crawler.progress import progress_bar
 
     check_db(db_path, write=False)
     if excel and fmt != "csv":
         raise ExportError("--excel applies to --format csv only")
     filters = build_filters(sources, since, until, search)
-    folder = export_snapshot(db_path, out_dir, filters, Options(fmt, excel), keep=keep)
+    with progress_bar("exporting") as bar:
+        progress = (lambda table, done, total: bar(done, total, f"exporting {table}")) if bar else None
+        folder = export_snapshot(db_path, out_dir, filters, Options(fmt, excel), keep=keep, progress=progress)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     counts = ", ".join(f"{f['rows']} {f['table']}" for f in manifest["files"] if "rows" in f)
     click.echo(f"exported {counts}", err=True)

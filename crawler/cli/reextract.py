@@ -19,7 +19,8 @@ def reextract_command(source_ids, db_path, warc_dir):
     """Clean the stored raw capture of SOURCE_IDS (default: all) again with the current extractor.
 
     No network. Changed text becomes a new version labelled `extraction`;
-    changed dates and languages are updated in place.
+    changed dates and languages are updated in place. In a terminal, a
+    progress bar shows how many releases are done.
 
     Exit codes: 0 every release re-extracted; 1 some could not be (a WARC file
     missing or unreadable: said on stderr, the rest is done); 2 nothing done
@@ -29,13 +30,15 @@ def reextract_command(source_ids, db_path, warc_dir):
         ReextractRefused,
         reextract,
     )
+    from crawler.progress import progress_bar
     from pipelines.clean import (
         clean_capture,  # (slow to import: only when the command runs)
     )
 
     check_db(db_path, write=True)
     try:
-        counts = reextract(db_path, clean_capture, source_ids, warc_dir)
+        with progress_bar("re-extracting releases") as bar:
+            counts = reextract(db_path, clean_capture, source_ids, warc_dir, progress=bar)
     except ReextractRefused as exc:
         fail(str(exc))
     except sqlite3.Error as exc:

@@ -31,6 +31,13 @@ with a few extras the crawler's tests and the demo need:
   requests (to test retries: 503 once, then the page); ``delay`` sleeps that
   many seconds before answering.
 * Every request is logged in order in ``.requests`` (thread-safe).
+* ``public_base`` (optional): the site's address as its pages name it, when
+  that is not where this server listens. ``{{BASE}}`` and redirects then say
+  ``public_base``, and the server also answers as a forward HTTP proxy for that
+  one origin (``GET http://127.0.0.1:28461/path``, the absolute form a client
+  sends to a proxy); any other origin is refused with 403. The demo crawls
+  this way (:mod:`crawler.demo`): its sites keep one address across runs,
+  whatever free port each run listens on.
 
 ``serve_sites({"gov": path, ...})`` starts several servers at once and
 ``substitute_bases(text, servers)`` fills ``{base_<name>}`` placeholders in a
@@ -54,7 +61,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import unquote, urlsplit
+
+from crawler.demo import DEMO_SITES_PORT
 
 HERE = Path(__file__).resolve().parent
 SITES_DIR = HERE / "sites"
@@ -135,7 +145,7 @@ class _Answer:
 class SiteServer:
     """Serve one directory of static pages on ``host:port`` (port 0: any free port)."""
 
-    def __init__(self, root: Path | str, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, root: Path | str, host: str = "127.0.0.1", port: int = 0, public_base: str | None = None):
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"site directory not found: {self.root}")
@@ -146,6 +156,8 @@ class SiteServer:
         self._httpd = _QuietHTTPServer((host, port), _make_handler(self))
         self.host, self.port = self._httpd.server_address[:2]
         self.base_url = f"http://{self.host}:{self.port}"
+        # The site's address in its pages and redirects, and the one origin it proxies for.
+        self.public_base = (public_base or self.base_url).rstrip("/")
 
     # lifecycle -----------------------------------------------------------
     def start(self) -> SiteServer:
@@ -163,7 +175,7 @@ class SiteServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> SiteServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -218,7 +230,25 @@ class SiteServer:
                     route.pop(key, None)
         return route
 
+    def origin_form(self, target: str) -> str | None:
+        """``target`` as a path (with query), or None when it names another origin than this site's.
+
+        A proxy's client sends the absolute form (``http://host:port/path?q``); a
+        browser or crawler talking to the server itself sends the path.
+        """
+        if target.startswith("/"):
+            return target
+        parts = urlsplit(target)
+        if f"{parts.scheme}://{parts.netloc}".lower() != self.public_base.lower():
+            return None
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
     def answer(self, method: str, target: str, headers: Mapping[str, str]) -> _Answer:
+        proxied = target
+        target = self.origin_form(target)
+        if target is None:
+            body = f"this server only serves {self.public_base}, not {proxied}\n".encode()
+            return _Answer(403, body, {"Content-Type": "text/plain; charset=utf-8"})
         path = unquote(urlsplit(target).path) or "/"
         route = self._route_for(target, path) or {}
         if route.get("delay"):
@@ -226,9 +256,9 @@ class SiteServer:
         status = int(route.get("status", 200))
 
         if "location" in route:
-            location = route["location"].replace(TOKEN.decode(), self.base_url)
+            location = route["location"].replace(TOKEN.decode(), self.public_base)
             if location.startswith("/"):
-                location = self.base_url + location
+                location = self.public_base + location
             status = status if 300 <= status < 400 else 301
             return self._extra(_Answer(status, b"", {"Location": location}), route)
 
@@ -292,10 +322,10 @@ class SiteServer:
         if suffixes[-1:] == [".gz"] and len(suffixes) >= 2 and suffixes[-2] in TEXT_SUFFIXES:
             inner = gzip.decompress(data)
             if TOKEN in inner:
-                data = gzip.compress(inner.replace(TOKEN, self.base_url.encode()), mtime=0)
+                data = gzip.compress(inner.replace(TOKEN, self.public_base.encode()), mtime=0)
             return data
         if file.suffix.lower() in TEXT_SUFFIXES:
-            data = data.replace(TOKEN, self.base_url.encode("ascii"))
+            data = data.replace(TOKEN, self.public_base.encode("ascii"))
         return data
 
     @staticmethod
@@ -339,7 +369,7 @@ def _make_handler(site: SiteServer):
             received = time.monotonic()
             answer = site.answer(self.command, self.path, self.headers)
             sent = {h: self.headers[h] for h in RECORDED_HEADERS if self.headers.get(h) is not None}
-            record = RequestRecord(self.path, self.command, answer.status, sent)
+            record = RequestRecord(site.origin_form(self.path) or self.path, self.command, answer.status, sent)
             record.received = received  # monotonic arrival time, for politeness checks
             site._record(record)
             self.send_response(answer.status)
@@ -356,16 +386,25 @@ def _make_handler(site: SiteServer):
     return Handler
 
 
-def serve_sites(mapping: Mapping[str, Path | str], host: str = "127.0.0.1") -> dict[str, SiteServer]:
-    """Start one server per site directory; the caller stops them (see ``stop_all``)."""
+def serve_sites(mapping: Mapping[str, Path | str], host: str = "127.0.0.1",
+                public_bases: Mapping[str, str] | None = None) -> dict[str, SiteServer]:
+    """Start one server per site directory on any free port; the caller stops them (see ``stop_all``).
+
+    ``public_bases`` gives sites an address other than where they listen (see :class:`SiteServer`).
+    """
     servers: dict[str, SiteServer] = {}
     try:
         for name, root in mapping.items():
-            servers[name] = SiteServer(root, host=host).start()
+            servers[name] = SiteServer(root, host=host, public_base=(public_bases or {}).get(name)).start()
     except BaseException:
         stop_all(servers)
         raise
     return servers
+
+
+def demo_bases(port: int = DEMO_SITES_PORT, host: str = "127.0.0.1") -> dict[str, str]:
+    """The demo sites' stable addresses: ``port`` for the first site, the next ports for the others."""
+    return {name: f"http://{host}:{port + i}" for i, name in enumerate(DEMO_SITES)}
 
 
 def stop_all(servers: Mapping[str, SiteServer]) -> None:

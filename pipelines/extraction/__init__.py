@@ -43,6 +43,7 @@ import trafilatura
 
 from pipelines.dates import DateFinder
 from pipelines.encoding import decode_html
+from pipelines.extraction.alternates import find_alternates
 from pipelines.extraction.body import choose_text
 from pipelines.extraction.boilerplate import drop_repeated_headline
 from pipelines.extraction.language import detect_language
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 
-INTERNAL_FIELDS = ("notes", "page_date", "page_date_source")
+INTERNAL_FIELDS = ("notes", "page_date", "page_date_source", "alternates")
 
 
 @dataclass
@@ -100,6 +101,9 @@ class Extraction:
     # EXTRACTOR_VERSION and the path that produced the text ("... text=trafilatura+recall"; see
     # MainText): what the archive's ``extractor`` column should hold for this page.
     extractor: str | None = None
+    # The other language versions the page declares (hreflang, a language switcher, a canonical
+    # elsewhere): pipelines/extraction/alternates.py; the archive links translations from them.
+    alternates: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         """The documented fields (``pressarchive extract`` prints them); notes and the printed
@@ -138,6 +142,8 @@ def extract(
     if tree is None:
         logger.warning("unparseable page: %s", url)
         return Extraction(_clean((hints or {}).get("title")) or None, "", None, None, None, encoding, None)
+    # Before the text is chosen: extraction may prune the menus a language switcher sits in.
+    alternates = find_alternates(tree, url, find_canonical(tree, url))
     title = find_title(tree, (hints or {}).get("title"))
     main = choose_text(tree, url)
     text = drop_repeated_headline(main.text, title)
@@ -146,7 +152,7 @@ def extract(
     finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=title)
     published, date_source = finder.best(hints, notes)
     result = Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url), notes,
-                        extractor=f"{EXTRACTOR_VERSION} text={main.path}")
+                        extractor=f"{EXTRACTOR_VERSION} text={main.path}", alternates=alternates)
     if (hints or {}).get("date_from_url"):
         printed = finder.printed()
         if printed:

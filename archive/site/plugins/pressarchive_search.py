@@ -801,6 +801,7 @@ def filters_from_request(request, database, table, datasette):
         problem = await index_problem(db)
         if problem:
             described += f" (note: {problem.message})"
+            context["search_notice"] = problem.message
         return FilterArguments([clause], params, [described], context)
 
     return inner
@@ -990,21 +991,39 @@ def startup(datasette):
             install(db)
 
 
+def snippet_html(text, q) -> Markup:
+    """An escaped excerpt of ``text`` around the first match of ``q``, matches in <mark>
+    (the reading list of the releases table and of the ranked search)."""
+    try:
+        plain = snippet(text, q or "") or ""
+    except QueryTooLong:
+        plain = snippet(text, "") or ""
+    return marked_html(plain)
+
+
+def marked_html(value) -> Markup:
+    """A snippet made by ``pressarchive_snippet()`` (matches in ⟦ ⟧), escaped, matches in <mark>."""
+    return Markup(str(escape(value or "")).replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
 @hookimpl
 def extra_template_vars(template, database, request, datasette):
-    """The ranked search page: the total number of matches (it lists the best 50) and the
-    state of the index."""
+    """The reading lists' snippets; on the ranked search page, the total number of matches
+    (it lists the best 50) and the state of the index."""
+    if template not in ("query.html", "table.html"):
+        return {}
+    helpers = {"pa_snippet": snippet_html, "pa_marked": marked_html}
     if template != "query.html" or request is None or not request.args.get("q"):
-        return {}
+        return helpers
     if request.url_vars.get("table") != "search":
-        return {}
+        return helpers
 
     async def inner():
         db = datasette.get_database(database)
         if not await db.table_exists(FTS_TABLE):
-            return {}
+            return helpers
         problem = await index_problem(db)
-        notice = {"search_notice": problem.message} if problem else {}
+        notice = {"search_notice": problem.message, **helpers} if problem else helpers
         try:
             total = await db.execute(
                 f"select count(*) from {FTS_TABLE} where {FTS_TABLE} match :m",

@@ -1,0 +1,295 @@
+"""Statement families (issue 23): reposts found by MinHash, families, ``pressarchive link``.
+
+Unit tests write releases through the archive's real writer (archive/writer.py) into real
+SQLite files; the crawl test crawls fixture sites (tests/sites/family_*) served on 127.0.0.1
+with the real CLI in a child process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from conftest import SITES, write_sources
+from datasketch import MinHash
+
+from archive import families
+from archive.items import ReleaseItem
+from archive.schema import open_archive
+from archive.writer import ArchiveWriter
+from pipelines.extraction import content_hash
+
+STATEMENT = [
+    "Canada and China held their first High-Level National Security and Rule of Law Dialogue in Ottawa.",
+    ("The two sides agreed that neither country would conduct or knowingly support cyber-enabled theft of "
+    "intellectual property, including trade secrets or other confidential business information, with the "
+    "intent of providing competitive advantages to companies or commercial sectors."),
+    ("Both countries committed to work together to combat transnational crime, including the trafficking of "
+    "synthetic drugs such as fentanyl and the laundering of the proceeds of crime across the Pacific."),
+    ("The next round of the dialogue will be held in Beijing next year, at a date agreed through diplomatic "
+    "channels, and officials will meet before then to review the progress of the working groups."),
+    ("Counter-terrorism cooperation, consular matters and the return of fugitives were also discussed at "
+    "length by the delegations, which were led by senior officials of both governments."),
+]
+OTHER_STATEMENT = [
+    "The Foreign Minister welcomed the ceasefire announced yesterday and called on all parties to respect it.",
+    ("Humanitarian access to the affected regions must be restored without delay so that food, water and "
+    "medical supplies reach the civilians who have been cut off for weeks by the fighting."),
+    ("Norway stands ready to support a political process led by the people of the region, together with the "
+    "United Nations envoy and neighbouring states, and will host talks in Oslo if asked to."),
+    ("An additional forty million kroner will be made available this year for emergency relief through the "
+    "Red Cross movement and the World Food Programme."),
+]
+FOOTER = [
+    ("The Embassy of Canada in the People's Republic of China provides consular services to Canadians in "
+    "Beijing, Tianjin, Shandong, Shanxi, Hebei, Henan, Hubei, Hunan, Jiangxi, Inner Mongolia and Xinjiang."),
+    ("For media inquiries please contact the Public Affairs Section of the Embassy by telephone during "
+    "office hours, Monday to Friday, or by writing to the press office at the address given on this page."),
+    ("Follow the Embassy on social media for the latest news, travel advice and information about visas, "
+    "study permits, trade missions and cultural events taking place across the consular district."),
+    ("Disclaimer: links to websites not under the control of the Government of Canada are provided solely "
+    "for the convenience of users; the Government is not responsible for the accuracy of their content."),
+]
+UNRELATED = [
+    ["The Ambassador visited a school in Tianjin and met students learning French and English."],
+    ["The visa office will be closed on Monday for a public holiday and will reopen on Tuesday morning."],
+    ["A trade mission of Canadian seafood exporters will tour three cities in the consular district."],
+]
+
+
+def item(url, text, source="gac", published="2017-06-22", title="Statement", language="en",
+         fetched_at="2017-06-23T00:00:00Z"):
+    return ReleaseItem(
+        source_id=source, url=url, fetched_url=url, http_status=200, content_type="text/html",
+        http_charset="utf-8", fetched_at=fetched_at, title=title, text=text, published=published,
+        date_source="meta", language=language, word_count=len(text.split()), content_hash=content_hash(text),
+        encoding="utf-8", extractor="test", text_status="text",
+    )
+
+
+def write(path, items, batch=1):
+    writer = ArchiveWriter(path, background_checkpoints=False)
+    try:
+        for start in range(0, len(items), batch):
+            writer.write(items[start : start + batch])
+    finally:
+        writer.close()
+
+
+def rows(path, sql):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def family_rows(path):
+    return {
+        "families": rows(path, "select id, first_release_id, first_source_id, first_published, member_count, "
+                               "languages, sources from families order by id"),
+        "members": rows(path, "select release_id, family_id, relation from family_members order by release_id"),
+        "releases": rows(path, "select id, family_id from releases order by id"),
+    }
+
+
+def repost(lines, header, footer, edit=None):
+    """An embassy's copy: its own header and footer, the first line changed, maybe a sentence edited."""
+    body = [f"{header} {lines[0]}", *lines[1:]]
+    if edit:
+        body = [line.replace(*edit) for line in body]
+    return "\n".join([header, *body, *footer])
+
+
+# --- Shingles and MinHash ----------------------------------------------------------------------
+
+def test_word_shingles_ignore_case_punctuation_and_spacing():
+    a = families.shingles(families.normal_lines("The two sides agreed, in Ottawa, to meet again."))
+    b = families.shingles(families.normal_lines("the  two sides agreed in OTTAWA to meet again"))
+    assert len(a) == 7  # 9 words, 3-word shingles
+    assert np.array_equal(a, b)
+
+
+def test_chinese_is_shingled_by_characters():
+    words = families.tokens(families.normal_lines("中方愿同加方加强对话与合作"))
+    assert words == list("中方愿同加方加强对话与合作")
+    assert families.shingle_size(words) == families.CJK_SHINGLE
+    one = families.shingles(["中方愿同加方加强对话与合作"])
+    other = families.shingles(["中方愿同加方加强对话与交流"])
+    assert len(one) == 13 - families.CJK_SHINGLE + 1
+    assert 0.5 < families.jaccard(one, other) < 1.0  # two characters changed at the end
+
+
+def test_signature_is_datasketch_minhash():
+    hashes = families.shingles(families.normal_lines(" ".join(STATEMENT)))
+    reference = MinHash(num_perm=families.NUM_PERM, seed=families.SEED, scheme="affine32", hashfunc=int)
+    reference.update_batch([int(h) for h in hashes])
+    assert np.array_equal(families.signature(hashes), reference.hashvalues)
+
+
+# --- Reposts and families through the writer ---------------------------------------------------
+
+def test_planted_reposts_linked_and_footer_pairs_not(tmp_path):
+    path = tmp_path / "archive.db"
+    ministry = "\n".join(STATEMENT)
+    embassy = [
+        # the embassy's earlier notices carry its footer: it is the embassy's boilerplate
+        item("https://emb.example/n1", "\n".join(UNRELATED[0] + FOOTER), source="embassy", published="2017-06-01"),
+        item("https://emb.example/s", repost(STATEMENT, "Statement issued by the Ministry of Foreign Affairs:", FOOTER,
+                                              ("synthetic drugs", "illegal drugs")),
+             source="embassy", published="2017-06-23"),
+        item("https://emb.example/n2", "\n".join(UNRELATED[1] + FOOTER), source="embassy", published="2017-06-24"),
+        item("https://emb.example/n3", "\n".join(UNRELATED[2] + FOOTER), source="embassy", published="2017-06-25"),
+    ]
+    write(path, [item("https://gac.example/s", ministry, published="2017-06-22"), *embassy])
+    links = rows(path, "select release_id, other_id, relation, evidence from release_links")
+    assert [(a, b, relation) for a, b, relation, _ in links] == [(1, 3, "repost")]
+    assert links[0][3].startswith("minhash ")
+    assert family_rows(path)["members"] == [(1, 1, "first"), (3, 1, "repost")]
+    # the footer pairs really are alike when the footer is not recognised as boilerplate
+    footer_pair = [families.shingles(families.normal_lines("\n".join(UNRELATED[n] + FOOTER))) for n in (1, 2)]
+    assert families.jaccard(*footer_pair) > families.THRESHOLD
+
+
+def test_family_id_is_smallest_member_first_copy_by_date_and_diff(tmp_path):
+    path = tmp_path / "archive.db"
+    write(path, [
+        item("https://emb-a.example/s", repost(STATEMENT, "From the Ministry:", [], ("Beijing", "Ottawa")),
+             source="emb-a", published="2017-06-23"),
+        item("https://emb-b.example/s", repost(STATEMENT, "Statement by the spokesperson:", []),
+             source="emb-b", published="2017-06-24"),
+        item("https://gac.example/s", "\n".join(STATEMENT), published="2017-06-22"),
+    ])
+    got = family_rows(path)
+    assert got["families"] == [(1, 3, "gac", "2017-06-22", 3, '["en"]', '["emb-a", "emb-b", "gac"]')]
+    assert got["members"] == [(1, 1, "repost"), (2, 1, "repost"), (3, 1, "first")]
+    assert got["releases"] == [(1, 1), (2, 1), (3, 1)]
+    diff = rows(path, "select diff from family_members where release_id = 1")[0][0]
+    assert diff.splitlines()[:2] == ["--- release 3 (gac, first copy)", "+++ release 1 (emb-a)"]
+    assert "-The next round of the dialogue will be held in Beijing next year" in diff
+    assert "+The next round of the dialogue will be held in Ottawa next year" in diff
+    assert rows(path, "select diff from family_members where release_id = 3") == [(None,)]
+
+
+def test_first_copy_ties_broken_by_first_seen_then_id(tmp_path):
+    path = tmp_path / "archive.db"
+    write(path, [
+        item("https://b.example/s", repost(STATEMENT, "Repost:", []), source="b", published=None,
+             fetched_at="2017-06-20T00:00:00Z"),
+        item("https://c.example/s", "\n".join(STATEMENT), source="c", published="2017-06-22",
+             fetched_at="2017-06-24T00:00:00Z"),
+        item("https://d.example/s", repost(STATEMENT, "Copy:", []), source="d", published="2017-06-22",
+             fetched_at="2017-06-23T00:00:00Z"),
+    ])
+    # same date: d was seen first; b has no date: last whatever its first_seen
+    assert rows(path, "select first_release_id, first_source_id from families") == [(3, "d")]
+
+
+def test_merging_families_keeps_the_smaller_id(tmp_path):
+    path = tmp_path / "archive.db"
+    other = OTHER_STATEMENT
+    write(path, [
+        item("https://gac.example/s", "\n".join(STATEMENT)),
+        item("https://emb.example/s", repost(STATEMENT, "Repost:", []), source="emb"),
+        item("https://nor.example/s", "\n".join(other), source="nor"),
+        item("https://nor-emb.example/s", repost(other, "Copy:", []), source="nor-emb"),
+    ])
+    assert [r[:2] for r in family_rows(path)["families"]] == [(1, 1), (3, 3)]
+    db = open_archive(path)
+    with db.conn:
+        families.add_link(db, 4, 2, "translation", 1.0, "hreflang", "2017-06-25T00:00:00Z")
+        families.add_link(db, 2, 4, "translation", 1.0, "hreflang", "2017-06-25T00:00:00Z")  # idempotent
+        families.refresh_families(db, [2, 4])
+    db.close()
+    got = family_rows(path)
+    assert rows(path, "select release_id, other_id, relation from release_links where relation = 'translation'") \
+        == [(2, 4, "translation")]
+    assert [r[:5] for r in got["families"]] == [(1, 1, "gac", "2017-06-22", 4)]
+    assert got["releases"] == [(1, 1), (2, 1), (3, 1), (4, 1)]
+    assert got["members"] == [(1, 1, "first"), (2, 1, "repost"), (3, 1, "translation"), (4, 1, "translation")]
+
+
+def test_an_edit_that_ends_the_likeness_splits_the_family(tmp_path):
+    path = tmp_path / "archive.db"
+    write(path, [item("https://gac.example/s", "\n".join(STATEMENT)),
+                 item("https://emb.example/s", repost(STATEMENT, "Repost:", []), source="emb")])
+    assert len(family_rows(path)["families"]) == 1
+    write(path, [item("https://emb.example/s", "\n".join(l for u in UNRELATED for l in u) * 2, source="emb",
+                      fetched_at="2017-06-30T00:00:00Z")])
+    assert family_rows(path) == {"families": [], "members": [], "releases": [(1, None), (2, None)]}
+    assert rows(path, "select count(*) from release_links") == [(0,)]
+    assert rows(path, "select count(*) from release_versions where release_id = 2") == [(2,)]  # text kept
+
+
+def test_rebuild_gives_identical_tables(tmp_path):
+    path = tmp_path / "archive.db"
+    items = [item(f"https://s{n % 3}.example/{n}", text, source=f"s{n % 3}", published=f"2017-06-{10 + n}")
+             for n, text in enumerate([
+                 "\n".join(STATEMENT), "\n".join(UNRELATED[0] + FOOTER), repost(STATEMENT, "Repost:", FOOTER),
+                 "\n".join(UNRELATED[1] + FOOTER), repost(STATEMENT, "Copy:", [], ("Ottawa", "Toronto")),
+                 "\n".join(UNRELATED[2] + FOOTER)])]
+    write(path, items, batch=2)
+    tables = ("release_links", "families", "family_members", "minhash_bands", "minhash_releases")
+    before = {t: rows(path, f"select * from {t} order by 1, 2") for t in tables}
+    assert before["families"] and before["release_links"]
+    db = open_archive(path)
+    with db.conn:
+        families.rebuild(db)
+    db.close()
+    assert {t: rows(path, f"select * from {t} order by 1, 2") for t in tables} == before
+
+
+# --- A real crawl of fixture sites -------------------------------------------------------------
+
+FAMILY_SITES = ("family_ministry", "family_embassy_a", "family_embassy_b")
+
+
+def test_crawl_links_a_ministry_statement_and_its_two_reposts(tmp_path, site_server, cli):
+    servers = {name: site_server(name) for name in FAMILY_SITES}
+    sources = write_sources(SITES / "family_links.toml", servers, tmp_path / "sources.toml")
+    db = tmp_path / "archive.db"
+    first = cli(["crawl", "--sources", sources, "--db", db], tmp_path, when="2017-06-27T00:00:00Z")
+    assert first.returncode == 0, first.stderr
+    by_path = {Path(url).name: release_id for release_id, url in rows(db, "select id, url from releases")}
+    assert len(by_path) == 6
+    statement, repost_a, repost_b = (by_path[name] for name in (
+        "statement-canada-china-dialogue.html", "t1.html", "news-2017-06-24.html"))
+    family = min(statement, repost_a, repost_b)
+    assert rows(db, "select id, first_release_id, first_source_id, first_published, member_count, languages, "
+                    "sources from families") == [
+        (family, statement, "fam-ministry", "2017-06-22", 3, '["en"]',
+         '["fam-embassy-a", "fam-embassy-b", "fam-ministry"]')]
+    assert set(rows(db, "select release_id, family_id, relation from family_members")) == {
+        (statement, family, "first"), (repost_a, family, "repost"), (repost_b, family, "repost")}
+    assert rows(db, "select count(*) from releases where family_id is null") == [(3,)]
+    diff = rows(db, f"select diff from family_members where release_id = {repost_a}")[0][0]
+    assert "+Both countries committed to strengthen cooperation against transnational crime, including the " \
+           "trafficking of synthetic drugs, in particular fentanyl and its precursors, and the laundering of " \
+           "the proceeds of crime." in diff.splitlines()
+    # the two notices of embassy A share its long footer: alike as texts, not linked
+    notices = [rows(db, f"select text from releases where id = {by_path[name]}")[0][0] for name in ("t2.html", "t3.html")]
+    assert families.jaccard(*(families.shingles(families.normal_lines(text)) for text in notices)) > families.THRESHOLD
+    assert sorted(rows(db, "select release_id, other_id, relation from release_links")) == sorted(
+        (*sorted(pair), "repost") for pair in ((statement, repost_a), (statement, repost_b), (repost_a, repost_b)))
+
+    tables = ("release_links", "families", "family_members", "minhash_bands", "minhash_releases")
+    before = {t: rows(db, f"select * from {t} order by 1, 2") for t in tables}
+    second = cli(["crawl", "--sources", sources, "--db", db], tmp_path, when="2017-06-28T00:00:00Z")
+    assert second.returncode == 0, second.stderr
+    assert {t: rows(db, f"select * from {t} order by 1, 2") for t in tables} == before
+
+    rebuilt = cli(["link", "--rebuild", "--db", db], tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.strip() == ("6 releases looked at (all, rebuilt); 3 of 6 releases in 1 families; "
+                                      "3 links (3 reposts, 0 translations)")
+    assert {t: rows(db, f"select * from {t} order by 1, 2") for t in tables} == before
+    again = cli(["link", "--db", db], tmp_path)
+    assert again.stdout.strip() == ("0 releases looked at (not linked before); 3 of 6 releases in 1 families; "
+                                    "3 links (3 reposts, 0 translations)")
+
+
+def test_link_refuses_a_file_that_is_not_an_archive(tmp_path, cli):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database\n", encoding="utf-8")
+    result = cli(["link", "--db", bad], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "notes.txt" in result.stderr
+    assert bad.read_text(encoding="utf-8") == "not a database\n"
