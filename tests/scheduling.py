@@ -39,38 +39,81 @@ def load_durations() -> dict[str, float]:
         return {}
 
 
-def shares_fixtures(module: str, cache: dict[str, bool]) -> bool:
-    """Whether the module defines a fixture shared by several of its tests."""
-    if module not in cache:
-        try:
-            cache[module] = bool(SHARED_FIXTURE.search((ROOT / module).read_text(encoding="utf-8")))
-        except OSError:
-            cache[module] = True  # unknown: keep it whole, as loadfile would
-    return cache[module]
-
-
 class LongestFirstScheduling(LoadScopeScheduling):
-    """``--dist loadfile`` where it is needed, one test per unit elsewhere, longest units first."""
+    """``--dist loadfile`` where it is needed, one test per unit elsewhere, longest units first.
+
+    The crawled archive of ``tests/gensite.py`` (fixture ``generated_archive``) is built once
+    per run by the first test that asks for it while the others wait on a lock. So one unit
+    that needs it goes first (it builds it) and the other such units are held back until that
+    unit's first test is done: no worker sits waiting on the lock while other work is left.
+    """
 
     def __init__(self, config, log=None):
         super().__init__(config, log)
-        self._shared: dict[str, bool] = {}
+        self._sources: dict[str, str] = {}
         self._durations = load_durations()
+        self._ordered = False
+        self._held: OrderedDict = OrderedDict()
+        self._builder: str | None = None
+
+    def _source(self, module: str) -> str:
+        if module not in self._sources:
+            try:
+                self._sources[module] = (ROOT / module).read_text(encoding="utf-8")
+            except OSError:
+                self._sources[module] = ""
+        return self._sources[module]
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
-        return module if shares_fixtures(module, self._shared) else nodeid
+        text = self._source(module)
+        # a module whose source cannot be read is kept whole, as loadfile would
+        return module if not text or SHARED_FIXTURE.search(text) else nodeid
+
+    def _needs_archive(self, scope: str) -> bool:
+        return "generated_archive" in self._source(scope.split("::", 1)[0])
 
     def _cost(self, nodeids) -> float:
         return sum(self._durations.get(nodeid, DEFAULT_SECONDS) for nodeid in nodeids)
 
+    def _order(self) -> None:
+        units = sorted(self.workqueue.items(), key=lambda unit: -self._cost(unit[1]))
+        needing = [unit for unit in units if self._needs_archive(unit[0])]
+        if needing:
+            # the builder: a unit of several tests, so that its first test runs at once
+            builder = next((unit for unit in needing if len(unit[1]) >= 2), needing[0])
+            self._builder = builder[0]
+            self._held = OrderedDict(unit for unit in needing if unit[0] != self._builder)
+            units = [builder] + [unit for unit in units if not self._needs_archive(unit[0])]
+        self.workqueue = OrderedDict(units)
+        self._ordered = True
+
+    def _release(self) -> None:
+        held, self._held = self._held, OrderedDict()
+        self.workqueue = OrderedDict([*held.items(), *self.workqueue.items()])
+
     def _assign_work_unit(self, node) -> None:
-        if not getattr(self, "_ordered", False):
-            # the first call comes after schedule() filled the queue: order it once
-            units = sorted(self.workqueue.items(), key=lambda unit: -self._cost(unit[1]))
-            self.workqueue = OrderedDict(units)
-            self._ordered = True
+        if not self._ordered:  # the first call comes after schedule() filled the queue
+            self._order()
         super()._assign_work_unit(node)
+
+    def _reschedule(self, node) -> None:
+        if self._held and not self.workqueue:  # nothing else to hand out: never idle, never stop
+            self._release()
+        super()._reschedule(node)
+
+    def mark_test_complete(self, node, item_index: int, duration: float = 0) -> None:
+        if self._held and self._split_scope(self.registered_collections[node][item_index]) == self._builder:
+            self._release()
+        super().mark_test_complete(node, item_index, duration)
+
+    @property
+    def tests_finished(self) -> bool:
+        return not self._held and super().tests_finished
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._held) or super().has_pending
 
 
 class DurationRecorder:
