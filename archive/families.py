@@ -75,10 +75,12 @@ THRESHOLD = 0.5  # exact Jaccard of the shingle sets (boilerplate removed)
 MIN_SHINGLES = 12
 CONTEXT = 5  # releases of the same source before this one whose lines are boilerplate
 BUCKET_LIMIT = 50
+TEXTS_CACHED = 5000  # releases whose lines and shingles the writer keeps between batches
 RELATION = "repost"
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _HAS_CJK = re.compile(f"[{CJK}]")
+_CJK_CHARS = _HAS_CJK
 _CJK_TOKENS = re.compile(f"[{CJK}]|[^\\W_{CJK}]+")
 # Punctuation and symbols around words ("statement," and "statement" are one word)
 _PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»‘’“”–—…·•"})
@@ -108,18 +110,19 @@ def _token_hashes(words: list[str]) -> np.ndarray:
     cache = _TOKEN_HASHES
     if len(cache) > 2_000_000:
         cache.clear()
-    out = []
-    for word in words:
-        value = cache.get(word)
-        if value is None:
-            value = cache[word] = zlib.crc32(word.encode("utf-8"))
-        out.append(value)
+    out = list(map(cache.get, words))  # the vocabulary repeats: most words are known
+    if None in out:
+        for n, value in enumerate(out):
+            if value is None:
+                word = words[n]
+                out[n] = cache[word] = zlib.crc32(word.encode("utf-8"))
     return np.array(out, dtype=np.uint64)
 
 
 def shingle_size(words: list[str]) -> int:
     """CJK_SHINGLE characters for mostly-CJK text, else WORD_SHINGLE words."""
-    cjk = sum(1 for word in words[:200] if len(word) == 1 and _HAS_CJK.match(word))
+    singles = "".join(word for word in words[:200] if len(word) == 1)
+    cjk = len(_CJK_CHARS.findall(singles))
     return CJK_SHINGLE if cjk * 2 > min(len(words), 200) else WORD_SHINGLE
 
 
@@ -175,12 +178,26 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 # --- Releases as the archive holds them -------------------------------------------------------
 
 class Texts:
-    """Releases' lines and shingles for one call, read from the archive when first needed."""
+    """Releases' lines and shingles, read from the archive when first needed.
+
+    The writer keeps one across its batches (a release's context is mostly the releases of
+    its source stored in the batches just before); :meth:`forget` drops the releases whose text
+    changed. At most :data:`TEXTS_CACHED` releases are kept."""
 
     def __init__(self, db):
         self.db = db
         self.rows: dict[int, tuple] = {}  # id -> (source_id, lines)
         self.shingled: dict[int, np.ndarray] = {}
+
+    def forget(self, ids) -> None:
+        """Drop these releases (and everything, past TEXTS_CACHED releases): called before a
+        batch, never while one is linked."""
+        if len(self.rows) > TEXTS_CACHED:
+            self.rows.clear()
+            self.shingled.clear()
+        for release_id in ids:
+            self.rows.pop(release_id, None)
+            self.shingled.pop(release_id, None)
 
     def load(self, ids) -> None:
         missing = sorted({i for i in ids if i not in self.rows})
@@ -242,12 +259,15 @@ def _unlink(db, a_id: int, b_id: int, relation: str) -> None:
                [a_id, b_id, relation])
 
 
+# One statement for the BANDS lookups (each the newest BUCKET_LIMIT of its bucket): one call into
+# SQLite instead of BANDS.
+_CANDIDATES_SQL = " union all ".join(
+    f"select * from (select release_id from minhash_bands where band = {band} and hash = ? "
+    f"order by release_id desc limit {BUCKET_LIMIT})" for band in range(BANDS))
+
+
 def _candidates(db, release_id: int, bands: list[int]) -> set[int]:
-    found = set()
-    for band, value in enumerate(bands):
-        found.update(row[0] for row in db.execute(
-            "select release_id from minhash_bands where band = ? and hash = ? order by release_id desc limit ?",
-            [band, value, BUCKET_LIMIT]).fetchall())
+    found = {row[0] for row in db.conn.execute(_CANDIDATES_SQL, bands)}
     found.discard(release_id)
     return found
 
@@ -272,6 +292,7 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     at = at or now_iso()
     texts = texts or Texts(db)
     ids = sorted(set(release_ids))
+    texts.forget(ids)  # new or changed: read them as they are now
     texts.load(ids)
     changed: set[int] = set()
     for release_id in ids:
@@ -300,14 +321,15 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     return changed
 
 
-def link_new(db, release_ids, at: str | None = None) -> None:
+def link_new(db, release_ids, at: str | None = None, texts: Texts | None = None) -> None:
     """The writer's call, in its transaction, for a batch's new and changed releases: reposts,
     then translations (archive/translations.py), then the families of everything touched."""
     ids = sorted(set(release_ids))
     if not ids:
         return
     at = at or now_iso()
-    changed = link_reposts(db, ids, at)
+    texts = texts or Texts(db)
+    changed = link_reposts(db, ids, at, texts)
     # (imported here: archive/translations.py imports this module for add_link and refresh_families)
     from archive import translations
 
@@ -316,7 +338,7 @@ def link_new(db, release_ids, at: str | None = None) -> None:
         "select release_id from family_members where release_id in "
         f"({', '.join('?' * len(ids[start:start + 500]))})", ids[start : start + 500]).fetchall()}
     if changed or with_family:  # a member's text changed: its diff (or the first copy) too
-        refresh_families(db, sorted(changed | with_family))
+        refresh_families(db, sorted(changed | with_family), texts)
 
 
 # --- Families ---------------------------------------------------------------------------------
@@ -393,7 +415,7 @@ def _write_family(db, members: list[int], texts: Texts) -> None:
          json.dumps(sorted({r["source_id"] for r in rows.values() if r["source_id"]})), updated])
 
 
-def refresh_families(db, release_ids) -> None:
+def refresh_families(db, release_ids, texts: Texts | None = None) -> None:
     """Recompute the families holding these releases (and the families they were in): members,
     first copy, diffs, the ``families`` row and ``releases.family_id``. A family whose links are
     gone splits; a release left without links leaves its family."""
@@ -409,7 +431,7 @@ def refresh_families(db, release_ids) -> None:
     for family_id in sorted(old_families):
         seeds.update(row[0] for row in db.execute(
             "select release_id from family_members where family_id = ?", [family_id]))
-    texts, seen, kept = Texts(db), set(), set()
+    texts, seen, kept = texts or Texts(db), set(), set()
     for release_id in sorted(seeds):
         if release_id in seen:
             continue

@@ -243,6 +243,7 @@ class ArchiveWriter(Preparer):
         self._in_transaction = False  # inside transaction()
         self._deferred: list = []  # index entries of new releases not yet added (see _index_deferred)
         self.counts: Counter = Counter()  # (source_id, outcome) -> n
+        self._family_texts = families.Texts(self.db)  # lines and shingles kept between batches
 
     def _count(self, source_id, key):
         self.counts[(source_id, key)] += 1
@@ -289,7 +290,9 @@ class ArchiveWriter(Preparer):
             self.checkpointer.nudge()
 
     def _rollback(self):
-        """End a transaction a failed COMMIT may have left open."""
+        """End a transaction a failed COMMIT may have left open (and forget what it read: its
+        release ids may be given to other releases)."""
+        self._family_texts = families.Texts(self.db)
         if self.db.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.db.conn.execute("rollback")
@@ -318,7 +321,8 @@ class ArchiveWriter(Preparer):
             self._index_deferred()  # index_releases must see every entry made so far
         if touched:
             search_index.index_releases(self.db, touched)
-            families.link_new(self.db, touched)  # reposts, translations and families of what changed
+            # reposts, translations and families of what changed
+            families.link_new(self.db, touched, texts=self._family_texts)
         if declared:
             translations.link_new(self.db, declared)
 
@@ -354,7 +358,8 @@ class ArchiveWriter(Preparer):
         if self._deferred:
             entries, self._deferred = self._deferred, []
             search_index.insert_prepared(self.db, entries)
-            families.link_new(self.db, [entry[1] for entry in entries])  # the new releases' families
+            # the new releases' families
+            families.link_new(self.db, [entry[1] for entry in entries], texts=self._family_texts)
 
     def write_prepared(self, prepared: Prepared) -> None:
         """Store releases prepared elsewhere (:meth:`Preparer.prepare` in a worker process),
