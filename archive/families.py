@@ -65,13 +65,13 @@ from datasketch import MinHash
 from archive.clock import now_iso
 from archive.history import unified_diff
 
-NUM_PERM = 48
-BANDS = 16
-ROWS = NUM_PERM // BANDS  # 3: a pair at Jaccard 0.5 is a candidate with p = 0.88, at 0.6 with p = 0.97
+NUM_PERM = 60
+BANDS = 20
+ROWS = NUM_PERM // BANDS  # 3: a pair at Jaccard 0.45 is a candidate with p = 0.85, at 0.5 with p = 0.93, at 0.6 with p = 0.99
 SEED = 23
 WORD_SHINGLE = 3
 CJK_SHINGLE = 4
-THRESHOLD = 0.5  # exact Jaccard of the shingle sets (boilerplate removed)
+THRESHOLD = 0.45  # exact Jaccard of the shingle sets (boilerplate removed)
 MIN_SHINGLES = 12
 CONTEXT = 5  # releases of the same source before this one whose lines are boilerplate
 BUCKET_LIMIT = 50

@@ -120,6 +120,21 @@ def source_health(db, max_age_hours: float) -> list[dict]:
     return rows
 
 
+def watch_health(db) -> list[dict]:
+    """Each watch with its delivery channels' state (archive/watches.py): what ``status`` prints under
+    the sources. A watch without a channel (its Atom feed only) has one row with channel None."""
+    from archive.watches import deliveries
+
+    if "watches" not in db.table_names():  # a read-only archive made before watches
+        return []
+    by_watch = {}
+    for row in deliveries(db):
+        by_watch.setdefault(row["watch"], []).append(row)
+    return [row for watch in db.query("select name, last_run from watches order by name")
+            for row in by_watch.get(watch["name"]) or [{"watch": watch["name"], "channel": None,
+                                                         "last_run": watch["last_run"]}]]
+
+
 def link_drift_lines(verdict: str | None, sample_json: str | None) -> list[str]:
     """``DRIFT: 40 links on the listing, none match article_pattern; e.g. URL`` and a few more URLs."""
     if not verdict or verdict == "0":  # 0: the store's value for a stat never set

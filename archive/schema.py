@@ -232,6 +232,7 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     files.create_index(["release_id"], if_not_exists=True)
     _ensure_alternates(db)
     _ensure_families(db)
+    _ensure_watches(db)
     _backfill_history(db)
     for name, sql in VIEWS.items():
         db.execute(f"drop view if exists [{name}]")
@@ -342,6 +343,34 @@ def _ensure_families(db) -> None:
     db.execute("create index if not exists idx_releases_family_id on releases (family_id)")
     # The releases of a source in id order: a release's boilerplate is what the ones before it hold.
     db.execute("create index if not exists idx_releases_source_id_id on releases (source_id, id)")
+
+
+# Saved searches (archive/watches.py): each watch's entries (new, changed, removed matches), and
+# per delivery channel a watermark (entries with a larger id are pending for it). seen_* are the
+# watch's own watermarks: the largest releases, release_versions and removals ids it has looked at.
+# Per table: its columns, then its table constraints.
+WATCH_TABLES = {
+    "watches": (("name TEXT PRIMARY KEY", "query TEXT NOT NULL", "sources TEXT", "languages TEXT",
+                 "types TEXT", "webhook TEXT", "email TEXT", "created TEXT", "last_run TEXT",
+                 "seen_release_id INTEGER", "seen_version_id INTEGER", "seen_removal_id INTEGER"), ()),
+    "watch_entries": (("id INTEGER PRIMARY KEY", "watch TEXT NOT NULL", "release_id INTEGER", "kind TEXT NOT NULL",
+                       "version INTEGER", "event_at TEXT", "title TEXT", "url TEXT", "summary TEXT", "created TEXT"),
+                      ("UNIQUE (watch, release_id, kind, version, event_at)",)),
+    "watch_deliveries": (("watch TEXT NOT NULL", "channel TEXT NOT NULL", "last_entry_id INTEGER NOT NULL DEFAULT 0",
+                          "status TEXT", "attempts INTEGER", "last_error TEXT", "last_attempt TEXT",
+                          "last_success TEXT"), ("PRIMARY KEY (watch, channel)",)),
+}
+
+
+def _ensure_watches(db) -> None:
+    """Tables of archive/watches.py; a column a table lacks (made by an earlier version) is added."""
+    for name, (columns, constraints) in WATCH_TABLES.items():
+        db.execute(f"create table if not exists [{name}] ({', '.join(columns + constraints)})")
+        have = {row[1] for row in db.execute(f"pragma table_info([{name}])")}
+        for column in columns:
+            if column.split()[0] not in have:
+                db.execute(f"alter table [{name}] add column {column.replace(' PRIMARY KEY', '')}")
+    db.execute("create index if not exists idx_watch_entries_watch_id on watch_entries (watch, id)")
 
 
 def _backfill_history(db) -> None:

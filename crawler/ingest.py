@@ -33,9 +33,12 @@ TEXT_STATS = tuple(key for key in RUN_COUNTS if CRAWL_RUNS_COLUMNS.get(key) is s
 class Ingester:
     def __init__(self, url: str, db_path: Path):
         self.server = connect(url)
+        self.db_path = db_path
         self.writer = ArchiveWriter(db_path, cache_mb=128)  # the single writer of many workers: bulk batches
         self.entries: dict[tuple[str, str], list[EntryFetch]] = {}
         self.stored = 0
+        self.runs_closed = False  # since the watches last ran
+        self.watched_at = 0  # self.stored when the watches last ran
 
     def take_batch(self, size: int) -> list[bytes]:
         leftover = self.server.lrange(PROCESSING_KEY, 0, -1)
@@ -103,6 +106,17 @@ class Ingester:
             message = stats.get("last_error")
             self.writer.finish_run(rows[source_id], source_id, counts, status, message, payload["finished"],
                                    self.entries.pop((run_id, source_id), []))
+        self.runs_closed = True
+
+    def run_watches(self) -> None:
+        """Saved searches (crawler/cli/watch.py) after a worker's run closed, and before the ingester
+        exits when anything was stored since they last ran; errors never stop the ingester."""
+        if self.stored == self.watched_at and not self.runs_closed:
+            return
+        from crawler.cli.watch import after_crawl
+
+        after_crawl(self.db_path)
+        self.runs_closed, self.watched_at = False, self.stored
 
     def run(self, idle_exit: float, batch: int = 200) -> int:
         idle_since = time.monotonic()
@@ -110,8 +124,11 @@ class Ingester:
             messages = self.take_batch(batch)
             if not messages:
                 if idle_exit and time.monotonic() - idle_since >= idle_exit:
+                    self.run_watches()
                     return self.stored
                 continue
             self.store(messages)
             self.server.delete(PROCESSING_KEY)  # stored and committed: the batch can go
+            if self.runs_closed:  # a worker's run ended: the watches see what it crawled
+                self.run_watches()
             idle_since = time.monotonic()

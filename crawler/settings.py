@@ -141,6 +141,38 @@ PRESSARCHIVE_IDLE_EXIT = 30.0
 PRESSARCHIVE_WORKER_ID = ""
 WARC_PREFIX = "pressarchive"
 
+# Watches (crawler/cli/watch.py): delivery after every crawl and `watch run`. A webhook is tried this
+# many times, waiting BACKOFF seconds before the second try and twice as long before each next one;
+# one request or SMTP conversation may take TIMEOUT seconds, one channel of one watch BUDGET seconds
+# a run in all (then its entries wait for the next run); at most MAX_ENTRIES entries go in one delivery.
+# The environment variables of the same names override them (tests shorten the waits).
+
+
+def _from_environment(name: str, default, kind=float):
+    """The environment variable ``name`` as a number at least 0, or ``default`` when it is unset;
+    a value that is not such a number is one warning line on stderr, and the default is used."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError
+        return value
+    except ValueError:
+        import sys
+
+        print(f"Warning: environment variable {name}={raw[:40]!r} is not a number of "
+              f"{'times' if kind is int else 'seconds'} (0 or more); using {default}", file=sys.stderr)
+        return default
+
+
+PRESSARCHIVE_WEBHOOK_ATTEMPTS = _from_environment("PRESSARCHIVE_WEBHOOK_ATTEMPTS", 3, int)
+PRESSARCHIVE_WEBHOOK_BACKOFF = _from_environment("PRESSARCHIVE_WEBHOOK_BACKOFF", 1.0)
+PRESSARCHIVE_DELIVERY_TIMEOUT = _from_environment("PRESSARCHIVE_DELIVERY_TIMEOUT", 10.0)
+PRESSARCHIVE_DELIVERY_BUDGET = _from_environment("PRESSARCHIVE_DELIVERY_BUDGET", 30.0)
+PRESSARCHIVE_DELIVERY_MAX_ENTRIES = _from_environment("PRESSARCHIVE_DELIVERY_MAX_ENTRIES", 500, int)
+
 LOG_LEVEL = "INFO"
 # `pressarchive crawl` writes the full log to a file next to the archive (archive.db.log, or --log-file),
 # rotated past this many bytes with this many older files kept (archive.db.log.1 ... .5): 60 MB at most.

@@ -2,7 +2,8 @@
 
 ``crawl`` and ``demo`` fill the archive, ``sources`` lists and tries the registry,
 ``extract`` cleans one saved page, ``serve``, ``export`` and ``status`` read the archive,
-``reextract``, ``reindex``, ``link`` and ``ingest`` rework or feed it. Each command module imports
+``reextract``, ``reindex``, ``link`` and ``ingest`` rework or feed it, ``watch`` keeps saved
+searches and delivers their news after every crawl. Each command module imports
 what only it needs inside the command (Scrapy, Datasette, the extractor are slow to
 import), so ``pressarchive --help`` and the light commands start fast.
 """
@@ -24,6 +25,7 @@ from crawler.cli import (
     serve,
     sources,
     status,
+    watch,
 )
 
 
@@ -36,7 +38,7 @@ def cli():
 
 for command in (crawl.crawl, sources.sources_command, extract.extract, demo.demo, serve.serve_command,
                 export.export_command, status.status_command, reextract.reextract_command,
-                ingest.ingest_command, reindex.reindex, link.link_command):
+                ingest.ingest_command, reindex.reindex, link.link_command, watch.watch_group):
     cli.add_command(command)
 
 

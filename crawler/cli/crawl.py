@@ -113,6 +113,10 @@ def crawl_sources(selected, db_path, lock=True, verbose=False, **options) -> int
     for message in sorted(stored_nothing):  # a full disk, a file gone read-only: say it, not only count it
         click.echo(f"Error: {message}; {sum(r['not_stored'] or 0 for r in rows)} fetched releases were not "
                    "stored (the next crawl fetches them again)", err=True)
+    if rows:  # the runs are closed: the watches see everything this crawl stored
+        from crawler.cli.watch import after_crawl
+
+        after_crawl(db_path)
     click.echo(f"Archive: {db_path}")
     _where_the_log_is(output, started)
     return EXIT_SOURCE_FAILED if failed or not rows else 0

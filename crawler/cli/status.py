@@ -16,17 +16,21 @@ from crawler.cli.options import check_db, db_option, fail
 def status_command(db_path, max_age_hours):
     """Per-source health; exit code 1 when any source looks broken or drifting (for cron mail and
     monitoring). Drifting: its links no longer match article_pattern, or its releases stopped
-    coming at its usual rhythm."""
+    coming at its usual rhythm. Then each watch's last delivery per channel; a failing channel
+    (webhook or email) also makes the exit code 1."""
     from archive.health import (  # (slow to import: only when the command runs)
         open_for_status,
         source_health,
+        watch_health,
     )
+    from crawler.cli.watch import delivery_line
 
     check_db(db_path, write=False)
     try:
         db = open_for_status(db_path)
         try:
             rows = source_health(db, max_age_hours)
+            watches = watch_health(db)
         finally:
             db.close()
     except sqlite3.Error as exc:
@@ -44,5 +48,12 @@ def status_command(db_path, max_age_hours):
             click.echo(f"{'':<28} last error: {row['last_message']}")
     broken = [r for r in rows if r["health"].startswith("broken")]
     drifting = [r for r in rows if r["health"].startswith("drift")]
-    click.echo(f"{len(rows)} sources, {len(broken)} broken, {len(drifting)} drifting", err=True)
-    raise SystemExit(1 if broken or drifting else 0)
+    for row in watches:
+        if row["channel"] is None:
+            click.echo(f"watch {row['watch']}: Atom feed only, last run {row['last_run'] or 'never'}")
+        else:
+            click.echo(f"watch {row['watch']} {row['channel']}: {delivery_line(row)}")
+    failing = [row for row in watches if row.get("status") == "failing"]
+    click.echo(f"{len(rows)} sources, {len(broken)} broken, {len(drifting)} drifting"
+               + (f"; {len(failing)} failing watch deliveries" if failing else ""), err=True)
+    raise SystemExit(1 if broken or drifting or failing else 0)

@@ -796,6 +796,10 @@ def filters_from_request(request, database, table, datasette):
         plan = SearchPlan(ids if exact else None, count or 0, store, expected_where,
                           page_only=shown is not None)
         token = _remember(plan)
+        # For other plugins drawing from every match (pressarchive_timeline): the ids after the
+        # facet filters and the arrays, when they are exact for this request; else None (use SQL).
+        request.scope["pressarchive.search"] = {"match": match, "ids": plan.ids,
+                                                "store": store if need_ids and plan.ids is not None else None}
         params = {"_pa_match": match, "_pa_token": token, "_pa_page_only": int(shown is not None)}
         described = f'search matches "{q}"'
         problem = await index_problem(db)
