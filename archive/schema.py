@@ -328,8 +328,9 @@ FAMILY_TABLES = {
     # One row per band of a release's MinHash: a new release's candidates are index lookups.
     "minhash_bands": """band INTEGER NOT NULL, hash INTEGER NOT NULL, release_id INTEGER NOT NULL,
         PRIMARY KEY (band, hash, release_id)""",
-    # Every release looked at: its shingle count and band hashes (to remove them when its text changes).
-    "minhash_releases": "release_id INTEGER PRIMARY KEY, shingles INTEGER, bands BLOB",
+    # Every release looked at: its shingle count, band hashes (to remove them when its text changes)
+    # and MinHash values (a candidate's estimated similarity, before its text is read).
+    "minhash_releases": "release_id INTEGER PRIMARY KEY, shingles INTEGER, bands BLOB, signature BLOB",
 }
 
 
@@ -338,6 +339,8 @@ def _ensure_families(db) -> None:
     for name, columns in FAMILY_TABLES.items():
         rowid = " without rowid" if name == "minhash_bands" else ""  # the key is the whole row
         db.execute(f"create table if not exists [{name}] ({columns}){rowid}")
+    if "signature" not in {column[1] for column in db.execute("pragma table_info(minhash_releases)")}:
+        db.execute("alter table minhash_releases add column signature BLOB")
     db.execute("create index if not exists idx_release_links_other_id on release_links (other_id)")
     db.execute("create index if not exists idx_family_members_family_id on family_members (family_id)")
     db.execute("create index if not exists idx_releases_family_id on releases (family_id)")

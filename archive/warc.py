@@ -17,8 +17,10 @@ The crawl writes them through ``crawler/middlewares/warc.py``; re-extraction
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import socket
 import zlib
 from collections.abc import Iterator
@@ -150,7 +152,9 @@ class WarcWriter:
             name = f"{self.prefix}-{stamp}-{self._serial:05d}.warc.gz"
             try:
                 # never append to another run's file; it stays open until the next file
-                self._file = open(self.folder / name, "xb")  # noqa: SIM115
+                # unbuffered: a record is one write, and a write that fails (a full disk) leaves
+                # nothing behind in a buffer to be written later, after other records
+                self._file = open(self.folder / name, "xb", buffering=0)  # noqa: SIM115
                 break
             except FileExistsError:
                 continue
@@ -168,9 +172,19 @@ class WarcWriter:
         return buffer.getvalue()
 
     def _write(self, data: bytes) -> int:
+        """Append ``data`` (whole gzip members); a killed crawl loses at most the exchange being
+        written. A write that fails (a full disk) is cut off again, so the file holds whole records
+        only, and the error goes to the caller."""
         offset = self._file.tell()
-        self._file.write(data)
-        self._file.flush()  # a killed crawl loses at most the exchange being written
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self._file.write(view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), offset)
+                self._file.seek(offset)
+            raise
         self.bytes_written += len(data)
         return offset
 

@@ -104,6 +104,10 @@ def crawl_sources(selected, db_path, lock=True, verbose=False, **options) -> int
         return 0
     failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
     for row in rows:
+        if row["new"] is None:  # the run row could not be closed (a full disk): no figure is known
+            click.echo(f"{row['source_id']}: {row['status']} (its figures could not be written to the archive; "
+                       "see the error above)")
+            continue
         click.echo(
             f"{row['source_id']}: {row['status']} ({row['new']} new, {row['changed']} changed, "
             f"{row['unchanged']} unchanged, {row['removed']} removed, {row['errors']} errors, "
