@@ -497,3 +497,29 @@ def test_missing_or_broken_capture_is_a_clear_page_never_a_500(crawled, tmp_path
         got, _ = fetch(f"{base}/-/original/archive/{ids['edited.html']}")
         assert got == 200
     assert "Traceback" not in log() and "Internal Server Error" not in log()
+
+
+def test_serve_warc_dir_finds_captures_moved_elsewhere(crawled, tmp_path):
+    """An archive copied without its warc/ folder, the WARC files kept elsewhere: ``serve --warc-dir``
+    (``make_datasette(warc_dir=...)``) serves the originals from there; without it, the page says where
+    it looked."""
+    copy = tmp_path / "copy" / "archive.db"
+    copy.parent.mkdir()
+    src, dst = sqlite3.connect(crawled.path), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    elsewhere = tmp_path / "captures"
+    shutil.copytree(crawled.path.parent / "warc", elsewhere)
+    release_id = crawled.ids["edited.html"]
+    loop = asyncio.new_event_loop()
+    try:
+        found = loop.run_until_complete(make_datasette(copy, warc_dir=elsewhere).client.get(
+            f"/-/original/archive/{release_id}"))
+        missing = loop.run_until_complete(make_datasette(copy).client.get(f"/-/original/archive/{release_id}"))
+    finally:
+        loop.close()
+    assert found.status_code == 200, found.text[:500]
+    assert found.headers["content-security-policy"].startswith("sandbox")
+    assert missing.status_code == 404
+    assert str(copy.parent / "warc") in text_of(Selector(text=missing.text).css(".release-problem"))
