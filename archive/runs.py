@@ -26,6 +26,27 @@ def run_rows(db_path: Path | str, run_id: str) -> list[dict]:
         db.close()
 
 
+def close_unfinished(db_path: Path | str, run_id: str, status: str, message: str, finished: str) -> int:
+    """Close the rows of ``run_id`` still ``running`` after the crawl process stopped (a stop
+    signal that came while the archive was being opened, before the crawl could close them):
+    ``status`` and ``message`` instead of a run that looks as if it were still going. Returns
+    how many were closed; an archive that cannot be written (a full disk) closes none."""
+    import sqlite3
+
+    if not Path(db_path).exists():
+        return 0
+    db = sqlite_utils.Database(db_path)
+    try:
+        with db.conn:
+            return db.execute(
+                "update crawl_runs set status = ?, message = coalesce(message, ?), finished = ? "
+                "where run_id = ? and status = 'running'", [status, message, finished, run_id]).rowcount
+    except sqlite3.Error:
+        return 0
+    finally:
+        db.close()
+
+
 def run_started(db, run_id: str) -> bool:
     return db.execute("select 1 from crawl_runs where run_id = ?", [run_id]).fetchone() is not None
 

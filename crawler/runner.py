@@ -28,7 +28,8 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 from scrapy.utils.ossignal import install_shutdown_handlers, signal_names
 
-from archive.runs import run_rows
+from archive.clock import now_iso
+from archive.runs import close_unfinished, run_rows
 from crawler import __version__
 from crawler.spiders.releases import ReleasesSpider
 from pipelines.store import abort_now
@@ -61,8 +62,10 @@ class ArchivingCrawlerProcess(CrawlerProcess):
     """Scrapy's CrawlerProcess, whose forced stop (a second signal) stores first."""
 
     display = None  # a CrawlDisplay, told when a first signal starts the graceful stop
+    stopped_by: str | None = None  # the name of the signal that stopped the crawl
 
     def _signal_shutdown(self, signum, _):
+        self.stopped_by = self.stopped_by or signal_names.get(signum, str(signum))
         if self.display is not None:
             self.display.stopping = True
         super()._signal_shutdown(signum, _)
@@ -109,8 +112,10 @@ def run_crawl(sources, settings: Settings, output=None) -> list[dict]:
     whether a live table is drawn; None leaves logging to Scrapy (stderr).
 
     Raises :class:`ArchiveError` before crawling when the archive cannot be
-    written. A row the crawl could not close (the archive refused writes
-    later, e.g. a full disk) is returned as ``failed`` with the reason.
+    written. A row still open after a stop signal (one that came while the
+    archive was being opened, before the store pipeline could close it) is
+    closed as ``interrupted``; a row the crawl could not close (the archive
+    refused writes later, e.g. a full disk) is returned as ``failed`` with the reason.
     """
     if not settings.getbool("PRESSARCHIVE_DISTRIBUTED"):
         prepare_archive(settings.get("ARCHIVE_DB"))
@@ -146,6 +151,12 @@ def run_crawl(sources, settings: Settings, output=None) -> list[dict]:
 
             unroute_logs(handlers)
     failure = crawler.stats.get_value("pressarchive/store_failure")
+    if process.stopped_by and not failure:
+        # A signal that came while the archive was being opened can stop the crawl before the
+        # store pipeline closes its runs: they were interrupted, and the next run walks them in full.
+        close_unfinished(settings.get("ARCHIVE_DB"), settings.get("PRESSARCHIVE_RUN_ID"), "interrupted",
+                         f"crawl ended early (shutdown by {process.stopped_by}, before the run was recorded)",
+                         now_iso())
     rows = run_rows(settings.get("ARCHIVE_DB"), settings.get("PRESSARCHIVE_RUN_ID"))
     for row in rows:
         if row["status"] == "running":

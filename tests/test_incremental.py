@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -273,3 +274,45 @@ def test_stop_signal_records_interrupted_run_and_next_run_catches_up(tmp_path, s
     assert again.returncode == 0, again.stderr[-3000:]
     assert db["releases"].count == 8, "the next run picks up what the interrupted one missed"
     assert run_row(db)["new"] == 8 - stored
+
+
+def test_stop_signal_while_the_archive_opens_leaves_no_run_running(tmp_path, site_server):
+    """SIGINT the moment the run rows exist (the store pipeline has just opened the archive): however
+    early the signal, no run is left ``running``; each is ``interrupted``, and the CLI says so."""
+    root = tmp_path / "slow"
+    root.mkdir()
+    slugs = list(RELEASES)
+    build_site(root, slugs, routes={f"/news/2017/06/{s}.html": {"delay": 0.7} for s in slugs})
+    server = site_server(root)
+    sources = sources_file(tmp_path, server.base_url)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # run_crawl as `sources check` and scripts call it (Scrapy's own logging, no live table): there
+    # the signal can come before the crawl's store pipeline has closed anything
+    script = ("import sys; from crawler.runner import build_settings, run_crawl; "
+              "from crawler.sources import load_sources; "
+              "rows = run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2])); "
+              "print(' '.join(row['status'] for row in rows)); sys.exit(1)")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(sources), "archive.db"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    path = tmp_path / "archive.db"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.05)
+            try:
+                if conn.execute("select count(*) from crawl_runs").fetchone()[0]:
+                    break
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-3000:]
+    db = sqlite_utils.Database(path)
+    statuses = [row["status"] for row in db.query("select status from crawl_runs")]
+    assert statuses == ["interrupted"], (statuses, err[-2000:])
+    assert out.split() == ["interrupted"], out
