@@ -177,6 +177,32 @@ def _fts_string(term: str, prefix: bool = False) -> str | None:
 QUERY_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CHARS}])\\s+(?=[{CJK_CHARS}])")
 
+
+def _term_pattern(term: str, prefix: bool) -> str | None:
+    term = unicodedata.normalize("NFKC", term).strip()
+    if not re.search(r"\w", term):
+        return None
+    if CJK_RUN.search(term):
+        return re.escape(SPACE_BETWEEN_CJK.sub("", term))
+    body = r"\W+".join(re.escape(w) for w in re.findall(r"\w+", term))
+    tail = r"\w*" if prefix else ""
+    return rf"(?<!\w){body}{tail}(?!\w)"
+
+
+def match_regex(query: str) -> re.Pattern | None:
+    """A regex finding, in plain text, the words and phrases a search query looks for (not its
+    OR and -excluded terms): for snippets and excerpts; None when the query names none."""
+    patterns = []
+    for m in QUERY_TOKEN.finditer(query or ""):
+        negate, phrase, word = m.group(1), m.group(2), m.group(3)
+        if word == "OR" or negate or (word or "").startswith("-"):
+            continue
+        term = phrase if phrase is not None else word
+        pattern = _term_pattern(term.rstrip("*"), prefix=term.endswith("*"))
+        if pattern:
+            patterns.append(pattern)
+    return re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+
 # Bounds of what a user may type (the search box, the ranked search, ``export --search``).
 # Every word or phrase is one more doclist FTS5 reads and one more term bm25() scores for each
 # match: at a million releases 16 common words took 1.9 s to count and 12 s to rank, and 4 KB

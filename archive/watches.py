@@ -45,13 +45,11 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from archive.search_index import (
-    CJK_RUN,
     FTS_TABLE,
     ID_BITS,
-    QUERY_TOKEN,
     ROWS_TABLE,
-    SPACE_BETWEEN_CJK,
     check_query_size,
+    match_regex,
     rewrite_query,
     user_match,
 )
@@ -273,30 +271,11 @@ def _filtered(db, watch: Watch, ids: set[int]) -> set[int]:
     return kept
 
 
-def _term_pattern(term: str, prefix: bool) -> str | None:
-    term = unicodedata.normalize("NFKC", term).strip()
-    if not re.search(r"\w", term):
-        return None
-    if CJK_RUN.search(term):
-        return re.escape(SPACE_BETWEEN_CJK.sub("", term))
-    body = r"\W+".join(re.escape(w) for w in re.findall(r"\w+", term))
-    tail = r"\w*" if prefix else ""
-    return rf"(?<!\w){body}{tail}(?!\w)"
-
-
 def excerpt(text: str | None, query: str, size: int = SUMMARY_CHARS) -> str:
     """Plain text around the first match of ``query``'s words in ``text`` (its start if none)."""
     text = " ".join(unicodedata.normalize("NFKC", text or "").split())
-    patterns = []
-    for m in QUERY_TOKEN.finditer(query):
-        negate, phrase, word = m.group(1), m.group(2), m.group(3)
-        if word == "OR" or negate or (word or "").startswith("-"):
-            continue
-        term = phrase if phrase is not None else word
-        pattern = _term_pattern(term.rstrip("*"), prefix=term.endswith("*"))
-        if pattern:
-            patterns.append(pattern)
-    first = re.search("|".join(patterns), text, re.IGNORECASE) if patterns else None
+    regex = match_regex(query)
+    first = regex.search(text) if regex else None
     start = max(0, first.start() - size // 4) if first else 0
     return ("…" if start else "") + text[start : start + size] + ("…" if start + size < len(text) else "")
 

@@ -95,6 +95,10 @@ class LongestFirstScheduling(LoadScopeScheduling):
     def _assign_work_unit(self, node) -> None:
         if not self._ordered:  # the first call comes after schedule() filled the queue
             self._order()
+        if not self.workqueue:  # schedule() gives every worker a unit; held ones, if that is all
+            if not self._held:
+                return
+            self._release()
         super()._assign_work_unit(node)
 
     def _reschedule(self, node) -> None:

@@ -11,20 +11,14 @@ Needs the apt packages ``chromium`` and ``chromium-driver``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import unicodedata
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browsing import serving
 
 from archive.schema import open_archive
 from archive.search_index import ensure_search, index_releases
@@ -45,38 +39,6 @@ RELEASES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(path: Path):
-    """``pressarchive serve --db PATH`` on a free port of 127.0.0.1; yields the base URL."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-c", "from crawler.cli.serve import serve_command; serve_command()",
-               "--db", str(path), "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/-/versions.json", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"serve did not start: {process.stdout.read().decode()}")
-            time.sleep(0.2)
-    try:
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @pytest.fixture
 def server(tmp_path):
     path = tmp_path / "archive.db"
@@ -90,7 +52,7 @@ def server(tmp_path):
         )
         index_releases(db, [r[0] for r in RELEASES])
     db.close()
-    with serving(path) as base:
+    with serving(path) as (base, _log):
         yield base
 
 
@@ -106,7 +68,7 @@ def generated_server(generated_archive, tmp_path):
     finally:
         source.close()
         target.close()
-    with serving(copy) as base:
+    with serving(copy) as (base, _log):
         yield base, copy
 
 

@@ -44,7 +44,6 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 import uuid
 import weakref
 
@@ -58,17 +57,15 @@ from markupsafe import Markup, escape
 
 from archive.ranking import ranker_for
 from archive.search_index import (
-    CJK_RUN,
     FACET_COLUMNS,
     FACETS_LOG_KEY,
     FACETS_TABLE,
     FTS_TABLE,
     ID_BITS,
     LOGGED_COLUMNS,
-    QUERY_TOKEN,
-    SPACE_BETWEEN_CJK,
     QueryTooLong,
     check_query_size,
+    match_regex,
     user_match,
 )
 from archive.site.serve import search_index_problem
@@ -313,32 +310,12 @@ def _interrupted(error: Exception) -> bool:
     return isinstance(error, sqlite3.OperationalError) and error.args == ("interrupted",)
 
 
-def _term_pattern(term: str, prefix: bool) -> str | None:
-    term = unicodedata.normalize("NFKC", term).strip()
-    if not re.search(r"\w", term):
-        return None
-    if CJK_RUN.search(term):
-        return re.escape(SPACE_BETWEEN_CJK.sub("", term))
-    body = r"\W+".join(re.escape(w) for w in re.findall(r"\w+", term))
-    tail = r"\w*" if prefix else ""
-    return rf"(?<!\w){body}{tail}(?!\w)"
-
-
 def snippet(text: str | None, q: str | None, size: int = SNIPPET_CHARS) -> str | None:
     """An excerpt of ``text`` around the first match of ``q``, matches in ⟦ ⟧."""
     if text is None:
         return None
     check_query_size(q or "")
-    patterns = []
-    for m in QUERY_TOKEN.finditer(q or ""):
-        negate, phrase, word = m.group(1), m.group(2), m.group(3)
-        if word == "OR" or negate or (word or "").startswith("-"):
-            continue
-        term = phrase if phrase is not None else word
-        pattern = _term_pattern(term.rstrip("*"), prefix=term.endswith("*"))
-        if pattern:
-            patterns.append(pattern)
-    regex = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+    regex = match_regex(q or "")
     first = regex.search(text) if regex else None
     start = max(0, first.start() - size // 4) if first else 0
     window = text[start : start + size]
