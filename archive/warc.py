@@ -32,8 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
-from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParserException
+from warcio.statusandheaders import StatusAndHeaders
 from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
@@ -380,8 +379,9 @@ def read_capture(folder: Path | str, file: str, offset: int) -> StoredResponse:
             )
     except CaptureUnreadable:
         raise
-    except (OSError, EOFError, ValueError, ImportError, zlib.error, ArchiveLoadFailed,
-            StatusAndHeadersParserException) as error:
+    except Exception as error:  # noqa: BLE001 - bytes at a bad offset make warcio fail in many ways
+        # (OSError, zlib.error, ArchiveLoadFailed, a parser error, or an AttributeError on a record
+        # without HTTP headers): all of them mean the same, there is no record here
         raise CaptureUnreadable(f"{file} at offset {offset}: not a readable response record "
                                 f"({type(error).__name__}: {error})") from None
 

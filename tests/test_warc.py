@@ -316,3 +316,35 @@ def test_spider_callbacks_see_where_the_raw_response_was_stored(tmp_path, site_s
     assert rerun.status == "text" and rerun.extraction.published == "2024-03-14"
     robots = [h for _, h, _ in all_records(warc_dir) if h.get("WARC-Target-URI") == server.url("/robots.txt")]
     assert len(robots) == 2, "robots.txt: its response and request records"
+
+
+def test_every_offset_is_a_record_or_unreadable_never_another_error(tmp_path):
+    """The site reads a capture at a stored offset; a wrong offset (a file edited, an archive from
+    elsewhere) must be CaptureUnreadable (a 410 page), whatever bytes are there: garbage makes warcio
+    fail in many ways, an AttributeError on a record without HTTP headers among them."""
+    from archive.warc import CaptureUnreadable, read_capture
+
+    with WarcWriter(tmp_path) as writer:
+        offsets = [writer.write_exchange(
+            f"https://example.org/{n}", [("Accept", "text/html")], "GET", 200, "OK",
+            [("Content-Type", "text/html; charset=utf-8")], f"<p>release {n}</p>".encode() * 40).offset
+            for n in range(3)]
+        name = writer.files[0]
+    size = (tmp_path / name).stat().st_size
+    read, unreadable = [], 0
+    for offset in range(size + 2):
+        try:
+            read.append((offset, read_capture(tmp_path, name, offset).url))
+        except CaptureUnreadable:
+            unreadable += 1
+    assert read == [(offset, f"https://example.org/{n}") for n, offset in enumerate(offsets)]
+    assert unreadable == size + 2 - 3
+    # a response record whose block is not an HTTP message (warcio gives it no HTTP headers)
+    block = b"not an http message"
+    (tmp_path / "foreign.warc").write_bytes(
+        b"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-000000000001>\r\n"
+        b"WARC-Target-URI: https://example.org/x\r\nWARC-Date: 2024-01-01T00:00:00Z\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Length: " + str(len(block)).encode()
+        + b"\r\n\r\n" + block + b"\r\n\r\n")
+    with pytest.raises(CaptureUnreadable, match="not a readable response record"):
+        read_capture(tmp_path, "foreign.warc", 0)
