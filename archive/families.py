@@ -30,14 +30,23 @@ are not linked as reposts. A band whose bucket already holds :data:`BUCKET_LIMIT
 releases only yields its newest ones (every copy of a statement found is enough: the
 family is the union of its links).
 
+Signing. The crawl's cleaning workers sign each text line by line (:func:`sign`: each
+normalised line's :func:`line_key`, its shingles, its MinHash values; shingles do not
+cross lines), and the writer is offered what they made (:meth:`Texts.offer`): for each release
+it drops the lines whose keys its context holds and takes the element-wise minimum of the
+rest's values, which is exactly the MinHash of those lines' shingles. A release nobody
+signed (``pressarchive link``, re-extraction, a distributed crawl's items) is signed from
+its text in the writer, with the same result. :data:`MINHASH_CONFIG` names the
+configuration; archive/schema.py drops band rows made with another one.
+
 Measured on benchmarks/families.py (100,000 synthetic releases, EN and ZH, planted
 reposts with their own header/footer, a changed first line, an added sentence and an
 edited one, translations, and near-misses sharing only a long footer), at THRESHOLD 0.45
-with 20 bands of 3: precision 1.000 (9,163 links), recall 0.978 of 5,585 planted pairs,
-0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +8.1% (725 bytes a
-release; 16 bands and 0.5 gave recall 0.950). The writer's added cost is not within the
-issue's 20%: +1,229 us of CPU a release against 455 us without linking, in batches of
-200 (shingling and MinHash run in the writer process; see the README for the plan).
+with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
+0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.9% (616 bytes a
+release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
+added cost is not within the issue's 20%: +542 us of CPU a release against 855 us
+without linking, in batches of 200 (see the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id
@@ -55,30 +64,39 @@ releases (archive/writer.py), then archive/translations.py's ``link_new``;
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import re
 import unicodedata
 import zlib
+from typing import NamedTuple
 
 import numpy as np
-from datasketch import MinHash
 
 from archive.clock import now_iso
 from archive.history import unified_diff
 
-NUM_PERM = 60
-BANDS = 20
-ROWS = NUM_PERM // BANDS  # 3: a pair at Jaccard 0.45 is a candidate with p = 0.85, at 0.5 with p = 0.93, at 0.6 with p = 0.99
+NUM_PERM = 24
+BANDS = 12
+# 2: a pair at Jaccard 0.45 is a candidate with p = 0.93, at 0.5 with p = 0.97, at 0.6 with p = 0.995 (20 bands
+# of 3 gave 0.85, 0.93, 0.99 for 2.5 times the index rows: 12 of 2 have the better recall and the lower cost; the
+# pairs they add below the threshold, at 0.3 with p = 0.68, are rare between texts without their boilerplate)
+ROWS = NUM_PERM // BANDS
 SEED = 23
 WORD_SHINGLE = 3
 CJK_SHINGLE = 4
 THRESHOLD = 0.45  # exact Jaccard of the shingle sets (boilerplate removed)
 # A candidate whose MinHash estimate is below this is not verified (its text is not read): at a true
-# Jaccard of THRESHOLD the estimate of NUM_PERM values falls this low with p < 0.001 (3 standard deviations).
+# Jaccard of THRESHOLD the estimate of NUM_PERM values falls this low (5 equal values of 24 or fewer) with
+# p = 0.004, at 0.5 with p = 0.0008.
 PREFILTER = 0.25
 MIN_SHINGLES = 12
 CONTEXT = 5  # releases of the same source before this one whose lines are boilerplate
 BUCKET_LIMIT = 50
+# What the archive's band rows and stored values were made with (archive/schema.py drops them when it
+# changes): a new configuration, shingling or hash must change this string.
+MINHASH_CONFIG = f"perm={NUM_PERM} bands={BANDS}x{ROWS} seed={SEED} shingles={WORD_SHINGLE}w/{CJK_SHINGLE}c per-line"
 TEXTS_CACHED = 5000  # releases whose lines and shingles the writer keeps between batches
 RELATION = "repost"
 
@@ -88,8 +106,19 @@ _CJK_CHARS = _HAS_CJK
 _CJK_TOKENS = re.compile(f"[{CJK}]|[^\\W_{CJK}]+")
 # Punctuation and symbols around words ("statement," and "statement" are one word)
 _PUNCTUATION = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~«»‘’“”–—…·•"})
-_MINHASH = MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32")
-_A, _B = (np.asarray(p, dtype=np.uint32) for p in _MINHASH.permutations)
+
+
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch's ``MinHash(num_perm, seed=seed, scheme="affine32")``, made as it
+    makes them (h -> a * h + b mod 2**32, a odd): the values are datasketch's, without importing
+    it (it imports scipy: most of a second at every cleaning worker's start)."""
+    generator = np.random.RandomState(seed)
+    a = generator.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+_A, _B = _permutations(NUM_PERM, SEED)
 _TOKEN_HASHES: dict[str, int] = {}  # token -> crc32: a cache, the vocabulary repeats
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -102,12 +131,17 @@ def normal_lines(text: str | None) -> list[str]:
     return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
 
+def _line_tokens(lines: list[str]) -> list[list[str]]:
+    """Each line's words, or each Chinese, Japanese or Korean character on its own when the
+    text holds any."""
+    if any(_HAS_CJK.search(line) for line in lines):
+        return [_CJK_TOKENS.findall(line) for line in lines]
+    return [line.translate(_PUNCTUATION).split() for line in lines]
+
+
 def tokens(lines: list[str]) -> list[str]:
     """Words, and each Chinese, Japanese or Korean character on its own."""
-    joined = "\n".join(lines)
-    if _HAS_CJK.search(joined):
-        return _CJK_TOKENS.findall(joined)
-    return joined.translate(_PUNCTUATION).split()
+    return [word for words in _line_tokens(lines) for word in words]
 
 
 def _token_hashes(words: list[str]) -> np.ndarray:
@@ -130,41 +164,114 @@ def shingle_size(words: list[str]) -> int:
     return CJK_SHINGLE if cjk * 2 > min(len(words), 200) else WORD_SHINGLE
 
 
+def line_key(line: str) -> int:
+    """A normalised line's 64-bit key, the same in every process (a line of a release is
+    boilerplate when one of its source's releases before it holds the same key)."""
+    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _line_shingles(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The shingles of each line (shingles do not cross lines; a line shorter than a shingle
+    is one): (32-bit values, distinct within a line, sorted by line then value; the line of
+    each)."""
+    per_line = _line_tokens(lines)
+    words = [word for line in per_line for word in line]
+    if not words:
+        return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
+    k = shingle_size(words)
+    lengths = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
+    h = _token_hashes(words)
+    line_of = np.repeat(np.arange(len(per_line), dtype=np.uint64), lengths)
+    values, lines_of = [], []
+    count = len(h) - k + 1
+    if count > 0:
+        combined = h[:count].copy()
+        for j in range(1, k):
+            combined = combined * _MIX + h[j : j + count]
+        inside = line_of[:count] == line_of[k - 1 : k - 1 + count]
+        values.append(combined[inside])
+        lines_of.append(line_of[:count][inside])
+    short = np.flatnonzero((lengths > 0) & (lengths < k))
+    if len(short):
+        ends = np.cumsum(lengths)
+        for n in short:
+            part = h[ends[n] - lengths[n] : ends[n]]
+            combined = part[:1].copy()
+            for j in range(1, len(part)):
+                combined = combined * _MIX + part[j : j + 1]
+            values.append(combined)
+            lines_of.append(np.array([n], dtype=np.uint64))
+    keyed = np.unique((np.concatenate(lines_of) << np.uint64(32)) | (np.concatenate(values) >> np.uint64(32)))
+    return (keyed & np.uint64(0xFFFFFFFF)).astype(np.uint32), (keyed >> np.uint64(32)).astype(np.uint32)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (np.unique, without its cost on small arrays)."""
+    values = np.sort(values)
+    if len(values) > 1:
+        keep = np.empty(len(values), dtype=bool)
+        keep[0] = True
+        np.not_equal(values[1:], values[:-1], out=keep[1:])
+        values = values[keep]
+    return values
+
+
 def shingles(lines: list[str]) -> np.ndarray:
     """The sorted, distinct 32-bit hashes of the shingles of these lines."""
-    words = tokens(lines)
-    if not words:
-        return np.zeros(0, dtype=np.uint32)
-    k = min(shingle_size(words), len(words))
-    h = _token_hashes(words)
-    count = len(h) - k + 1
-    combined = h[:count].copy()
-    for j in range(1, k):
-        combined = combined * _MIX + h[j : j + count]
-    return np.unique((combined >> np.uint64(32)).astype(np.uint32))
+    return _distinct(_line_shingles(lines)[0])
 
 
-def signature(hashes: np.ndarray) -> np.ndarray:
-    """MinHash values of a shingle set: what ``datasketch.MinHash.update_batch`` gives for these
-    hash values (scheme affine32, hash function identity), computed on the array at once."""
+def _permuted(hashes: np.ndarray) -> np.ndarray:
+    """Each hash under each of the NUM_PERM permutations (one row per hash)."""
     hv = hashes.astype(np.uint32).reshape(-1, 1)
     hv = hv ^ (hv >> np.uint32(16))  # datasketch's pre-mix: the MurmurHash3 finalizer
     hv = hv * np.uint32(0x85EBCA6B)
     hv = hv ^ (hv >> np.uint32(13))
     hv = hv * np.uint32(0xC2B2AE35)
     hv = hv ^ (hv >> np.uint32(16))
-    return (hv * _A + _B).min(axis=0)
+    return hv * _A + _B
+
+
+def signature(hashes: np.ndarray) -> np.ndarray:
+    """MinHash values of a shingle set: what ``datasketch.MinHash.update_batch`` gives for these
+    hash values (scheme affine32, hash function identity), computed on the array at once."""
+    return _permuted(hashes).min(axis=0)
+
+
+class Signed(NamedTuple):
+    """A text as the linker needs it, line by line (:func:`sign`): made by the crawl's cleaning
+    workers (``ReleaseItem.minhash``), so that the single writer only takes, for each release,
+    the lines that are not boilerplate and the element-wise minimum of their MinHash values
+    (the MinHash of a union is the minimum of the parts')."""
+
+    keys: np.ndarray  # uint64: line_key of each normalised line
+    line_of: np.ndarray  # uint32: the line of each shingle
+    shingles: np.ndarray  # uint32: each line's distinct shingles, line after line
+    values: np.ndarray  # uint32, one row of NUM_PERM per line: its MinHash (all 0xFFFFFFFF without shingles)
+
+
+def sign(text: str | None) -> Signed:
+    lines = normal_lines(text)
+    keys = np.fromiter((line_key(line) for line in lines), dtype=np.uint64, count=len(lines))
+    hashes, line_of = _line_shingles(lines)
+    values = np.full((len(lines), NUM_PERM), 0xFFFFFFFF, dtype=np.uint32)
+    if len(hashes):
+        starts = np.flatnonzero(np.r_[True, line_of[1:] != line_of[:-1]])
+        values[line_of[starts]] = np.minimum.reduceat(_permuted(hashes), starts, axis=0)
+    return Signed(keys, line_of, hashes, values)
 
 
 def band_hashes(values: np.ndarray) -> list[int]:
-    """One 47-bit hash per band of ROWS MinHash values (fits SQLite's INTEGER in 6 bytes)."""
-    rows = values.astype(np.uint64).reshape(BANDS, ROWS)
-    combined = rows[:, 0].copy()
+    """One 47-bit hash per band of ROWS MinHash values (fits SQLite's INTEGER in 6 bytes); given
+    several releases' values (one row each), a list per release."""
+    rows = values.astype(np.uint64).reshape(-1, BANDS, ROWS)
+    combined = rows[:, :, 0].copy()
     for j in range(1, ROWS):
-        combined = combined * _MIX + rows[:, j]
+        combined = combined * _MIX + rows[:, :, j]
     combined ^= combined >> np.uint64(29)
     combined *= np.uint64(0xBF58476D1CE4E5B9)
-    return [int(v) for v in combined >> np.uint64(17)]
+    combined >>= np.uint64(17)
+    return combined[0].tolist() if values.ndim == 1 else combined.tolist()
 
 
 def estimate(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,56 +288,138 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- Releases as the archive holds them -------------------------------------------------------
 
+def _chunks(values, size: int = 500):
+    values = list(values)
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _marks(values) -> str:
+    return ", ".join("?" * len(values))
+
+
 class Texts:
-    """Releases' lines and shingles, read from the archive when first needed.
+    """Releases' line keys, shingles and MinHash values, made when first needed.
 
     The writer keeps one across its batches (a release's context is mostly the releases of
-    its source stored in the batches just before); :meth:`forget` drops the releases whose text
-    changed. At most :data:`TEXTS_CACHED` releases are kept."""
+    its source stored in the batches just before) and is offered (:meth:`offer`) what the cleaning
+    workers signed; a release nobody signed is signed here from its text (``pressarchive
+    link``, re-extraction, items from elsewhere: the same :func:`sign`, the same links).
+    :meth:`forget` drops the releases whose text changed. At most :data:`TEXTS_CACHED`
+    releases are kept."""
 
     def __init__(self, db):
         self.db = db
-        self.rows: dict[int, tuple] = {}  # id -> (source_id, lines)
-        self.shingled: dict[int, np.ndarray] = {}
+        self.rows: dict[int, tuple] = {}  # id -> (source_id, content_hash, frozenset of line keys)
+        self.signed: dict[int, Signed] = {}  # the batch's releases, signed
+        self.offered: dict[str, Signed] = {}  # content_hash -> Signed by a cleaning worker
+        self.before: dict[int, list[int]] = {}  # id -> its context (CONTEXT releases of its source before it)
+        self.shingled: dict[int, tuple] = {}  # id -> (shingles, MinHash values or None) of its own lines
+
+    def offer(self, content_hash: str | None, signed: Signed | None) -> None:
+        """What a cleaning worker signed, for the release with this content (taken when linked)."""
+        if content_hash and signed is not None:
+            if len(self.offered) >= 4 * TEXTS_CACHED:  # never taken (unchanged releases): sign again if needed
+                self.offered.clear()
+            self.offered[content_hash] = signed
 
     def forget(self, ids) -> None:
-        """Drop these releases (and everything, past TEXTS_CACHED releases): called before a
-        batch, never while one is linked."""
-        if len(self.rows) > TEXTS_CACHED:
-            self.rows.clear()
-            self.shingled.clear()
+        """Drop these releases (and the oldest half, past TEXTS_CACHED releases): called before
+        a batch, never while one is linked."""
+        for kept in (self.rows, self.shingled, self.before):
+            if len(kept) > TEXTS_CACHED:  # the oldest half goes (dicts keep insertion order)
+                for release_id in list(itertools.islice(kept, len(kept) - TEXTS_CACHED // 2)):
+                    del kept[release_id]
         for release_id in ids:
             self.rows.pop(release_id, None)
             self.shingled.pop(release_id, None)
+            self.signed.pop(release_id, None)
 
-    def load(self, ids) -> None:
-        missing = sorted({i for i in ids if i not in self.rows})
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            for release_id, source_id, text in self.db.execute(
-                    f"select id, source_id, text from releases where id in ({', '.join('?' * len(chunk))})",
-                    chunk).fetchall():
-                self.rows[release_id] = (source_id, normal_lines(text))
+    def load(self, ids, signed: bool = False) -> None:
+        """Read these releases (their line keys; with ``signed``, all of :class:`Signed`)."""
+        missing = sorted({i for i in ids if i not in self.rows or (signed and i not in self.signed)})
+        for chunk in _chunks(missing):
+            unsigned = []
+            for release_id, source_id, digest in self.db.execute(
+                    f"select id, source_id, content_hash from releases where id in ({_marks(chunk)})", chunk).fetchall():
+                made = self.offered.get(digest)
+                if made is None:
+                    unsigned.append(release_id)
+                    self.rows[release_id] = (source_id, digest, None)
+                    continue
+                self.signed[release_id] = made
+                self.rows[release_id] = (source_id, digest, frozenset(made.keys.tolist()))
+            for some in _chunks(unsigned):
+                for release_id, text in self.db.execute(
+                        f"select id, text from releases where id in ({_marks(some)})", some).fetchall():
+                    source_id, digest, _ = self.rows[release_id]
+                    if signed or release_id in self.signed:
+                        made = self.signed[release_id] = sign(text)
+                        keys = made.keys.tolist()
+                    else:
+                        keys = [line_key(line) for line in normal_lines(text)]
+                    self.rows[release_id] = (source_id, digest, frozenset(keys))
+
+    def contexts(self, ids) -> None:
+        """Find the context of each of these releases: for the releases of one source that
+        follow one another (a crawl's new releases), one query for them all."""
+        by_source: dict[str, list[int]] = {}
+        for release_id in sorted(set(ids)):
+            if release_id not in self.before and release_id in self.rows:
+                by_source.setdefault(self.rows[release_id][0], []).append(release_id)
+        for source_id, group in by_source.items():
+            limit = len(group) + CONTEXT
+            found = [row[0] for row in self.db.execute(
+                "select id from releases where source_id = ? and id <= ? order by id desc limit ?",
+                [source_id, group[-1], limit]).fetchall()][::-1]
+            position = {release_id: n for n, release_id in enumerate(found)}
+            for release_id in group:
+                n = position.get(release_id)
+                if n is not None and (n >= CONTEXT or len(found) < limit):
+                    self.before[release_id] = found[max(0, n - CONTEXT) : n][::-1]
+                else:  # not one run of the source's ids: this one on its own
+                    self.before[release_id] = self.context(release_id)
 
     def context(self, release_id: int) -> list[int]:
         """The CONTEXT releases of the same source stored just before this one."""
-        source_id = self.rows[release_id][0]
-        return [row[0] for row in self.db.execute(
-            "select id from releases where source_id = ? and id < ? order by id desc limit ?",
-            [source_id, release_id, CONTEXT]).fetchall()]
+        if release_id not in self.before:
+            source_id = self.rows[release_id][0]
+            self.before[release_id] = [row[0] for row in self.db.execute(
+                "select id from releases where source_id = ? and id < ? order by id desc limit ?",
+                [source_id, release_id, CONTEXT]).fetchall()]
+        return self.before[release_id]
+
+    def _own(self, release_id: int) -> tuple:
+        """(shingles, MinHash values or None) of the release's lines that its context does not hold."""
+        if release_id not in self.shingled:
+            self.load([release_id], signed=True)
+            if release_id not in self.rows:
+                return np.zeros(0, dtype=np.uint32), None
+            context = self.context(release_id)
+            self.load(context)
+            made = self.signed[release_id]
+            boilerplate = frozenset().union(*(self.rows[i][2] for i in context if i in self.rows))
+            own = None
+            if boilerplate and not boilerplate.isdisjoint(made.keys.tolist()):
+                own = np.fromiter((key not in boilerplate for key in made.keys.tolist()), dtype=bool,
+                                  count=len(made.keys))
+            hashes = _distinct(made.shingles if own is None else made.shingles[own[made.line_of]])
+            values = made.values if own is None else made.values[own]
+            self.shingled[release_id] = (hashes, values.min(axis=0) if len(hashes) else None)
+        return self.shingled[release_id]
 
     def shingles(self, release_id: int) -> np.ndarray:
         """The shingles of a release's lines that its context does not hold too."""
-        if release_id not in self.shingled:
-            self.load([release_id])
-            if release_id not in self.rows:
-                return np.zeros(0, dtype=np.uint32)
-            context = self.context(release_id)
-            self.load(context)
-            boilerplate = {line for i in context if i in self.rows for line in self.rows[i][1]}
-            own = [line for line in self.rows[release_id][1] if line not in boilerplate]
-            self.shingled[release_id] = shingles(own)
-        return self.shingled[release_id]
+        return self._own(release_id)[0]
+
+    def values(self, release_id: int) -> np.ndarray | None:
+        """The MinHash values of those shingles (None: no shingle)."""
+        return self._own(release_id)[1]
+
+    def done(self) -> None:
+        """After a batch: what was signed for it is not needed any more."""
+        self.signed.clear()
+        self.offered.clear()
 
 
 # --- Links ------------------------------------------------------------------------------------
@@ -257,90 +446,142 @@ def _linked(db, release_id: int, relation: str | None = None) -> list[int]:
         [release_id, *extra, release_id, *extra]).fetchall()]
 
 
+def _links_of(db, ids: list[int], relation: str) -> dict[int, set[int]]:
+    """id -> the releases linked to it by ``relation``, for all these ids in a few queries."""
+    found: dict[int, set[int]] = {}
+    for chunk in _chunks(ids):
+        for a, b in db.execute(
+                f"select release_id, other_id from release_links where relation = ? and release_id in ({_marks(chunk)}) "
+                f"union select release_id, other_id from release_links where relation = ? and other_id in ({_marks(chunk)})",
+                [relation, *chunk, relation, *chunk]).fetchall():
+            found.setdefault(a, set()).add(b)
+            found.setdefault(b, set()).add(a)
+    return found
+
+
 def _unlink(db, a_id: int, b_id: int, relation: str) -> None:
     a_id, b_id = sorted((a_id, b_id))
     db.execute("delete from release_links where release_id = ? and other_id = ? and relation = ?",
                [a_id, b_id, relation])
 
 
-# One statement for the BANDS lookups (each the newest BUCKET_LIMIT of its bucket): one call into
-# SQLite instead of BANDS.
-_CANDIDATES_SQL = " union all ".join(
-    f"select * from (select release_id from minhash_bands where band = {band} and hash = ? "
-    f"order by release_id desc limit {BUCKET_LIMIT})" for band in range(BANDS))
+_BUCKETS_SQL = (
+    "select json_extract(q.value, '$[0]'), json_extract(q.value, '$[1]'), (select group_concat(release_id) from "
+    "(select release_id from minhash_bands b where b.band = json_extract(q.value, '$[1]') "
+    f"and b.hash = json_extract(q.value, '$[2]') order by release_id desc limit {BUCKET_LIMIT})) m "
+    "from json_each(?) q where m is not null")
 
 
-def _candidates(db, release_id: int, bands: list[int]) -> set[int]:
-    found = {row[0] for row in db.conn.execute(_CANDIDATES_SQL, bands)}
-    found.discard(release_id)
-    return found
+def _buckets(db, bands: dict[int, list[int]]) -> dict[tuple[int, int], list[int]]:
+    """(release id, band) -> the newest BUCKET_LIMIT releases stored in that band's bucket, for
+    every band of every release in ``bands``, in one statement."""
+    if not bands:
+        return {}
+    lookups = json.dumps([(release_id, band, value) for release_id, values in bands.items()
+                          for band, value in enumerate(values)])
+    return {(release_id, band): [int(m) for m in members.split(",")]
+            for release_id, band, members in db.conn.execute(_BUCKETS_SQL, [lookups])}
 
 
-def _estimates(db, values: np.ndarray, candidates: set[int]) -> dict[int, float]:
-    """The MinHash estimate of each candidate's similarity to ``values`` (None: not stored)."""
+def _stored_values(db, ids) -> dict[int, np.ndarray]:
+    """The stored MinHash values of these releases (those that have them)."""
     found = {}
-    ordered = sorted(candidates)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
+    for chunk in _chunks(sorted(ids)):
         for release_id, signature_bytes in db.conn.execute(
-                "select release_id, signature from minhash_releases where release_id in "
-                f"({', '.join('?' * len(chunk))})", chunk):
+                f"select release_id, signature from minhash_releases where release_id in ({_marks(chunk)})", chunk):
             if signature_bytes is not None and len(signature_bytes) == 4 * NUM_PERM:
-                found[release_id] = estimate(values, np.frombuffer(signature_bytes, dtype="<u4"))
+                found[release_id] = np.frombuffer(signature_bytes, dtype="<u4")
     return found
 
 
-def _store_bands(db, release_id: int, hashes: np.ndarray, bands: list[int] | None,
-                 values: np.ndarray | None = None) -> None:
-    """Replace the release's band rows (a changed text leaves none of its old ones)."""
-    old = db.execute("select bands from minhash_releases where release_id = ?", [release_id]).fetchone()
-    if old and old[0]:
-        db.conn.executemany("delete from minhash_bands where band = ? and hash = ? and release_id = ?",
-                            [(band, int(value), release_id)
-                             for band, value in enumerate(np.frombuffer(old[0], dtype="<i8"))])
-    if bands:
-        db.conn.executemany("insert or ignore into minhash_bands (band, hash, release_id) values (?, ?, ?)",
-                            [(band, value, release_id) for band, value in enumerate(bands)])
-    db.execute("insert or replace into minhash_releases (release_id, shingles, bands, signature) values (?, ?, ?, ?)",
-               [release_id, len(hashes), np.array(bands, dtype="<i8").tobytes() if bands else None,
-                values.astype("<u4").tobytes() if bands and values is not None else None])
+def _drop_bands(db, ids: list[int]) -> None:
+    """Remove the band rows of these releases (a changed text leaves none of its old ones)."""
+    rows = []
+    for chunk in _chunks(ids):
+        for release_id, bands in db.execute(
+                f"select release_id, bands from minhash_releases where release_id in ({_marks(chunk)}) "
+                "and bands is not null", chunk).fetchall():
+            rows += [(band, int(value), release_id) for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))]
+    if rows:
+        db.conn.executemany("delete from minhash_bands where band = ? and hash = ? and release_id = ?", rows)
 
 
 def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = None) -> set[int]:
     """Sign these releases (new or changed), find and verify their reposts; returns the ids
-    whose repost links changed (both ends)."""
+    whose repost links changed (both ends).
+
+    The releases are taken in id order, each against the archive and the ones before it, as
+    if stored one by one, but the archive is asked in a few statements for the whole batch:
+    the buckets of every band, the stored MinHash values of the candidates, the existing
+    links; the band rows are written at the end, sorted."""
     at = at or now_iso()
     texts = texts or Texts(db)
     ids = sorted(set(release_ids))
     texts.forget(ids)  # new or changed: read them as they are now
-    texts.load(ids)
+    texts.load(ids, signed=True)
+    ids = [release_id for release_id in ids if release_id in texts.rows]
+    texts.contexts(ids)
+    texts.load({i for release_id in ids for i in texts.before[release_id]})
+    signed = [release_id for release_id in ids if len(texts.shingles(release_id)) >= MIN_SHINGLES]
+    bands: dict[int, list[int]] = dict(zip(signed, band_hashes(np.stack([texts.values(i) for i in signed]))
+                                           if signed else []))
+    _drop_bands(db, ids)
+    stored = _buckets(db, bands)
+    stored_values = _stored_values(db, {c for found in stored.values() for c in found} - set(ids))
+    existing = _links_of(db, ids, RELATION)
+    batch_buckets: dict[tuple[int, int], list[int]] = {}
     changed: set[int] = set()
+    verified: set[tuple[int, int]] = set()
+    band_rows, release_rows = [], []
     for release_id in ids:
-        if release_id not in texts.rows:
-            continue
-        hashes = texts.shingles(release_id)
-        if len(hashes) >= MIN_SHINGLES:
-            values = signature(hashes)
-            bands = band_hashes(values)
-            candidates = _candidates(db, release_id, bands)
-            if candidates:  # a candidate far below the threshold by its MinHash is not read
-                estimates = _estimates(db, values, candidates)
-                candidates = {c for c in candidates if estimates.get(c, 1.0) >= PREFILTER}
-        else:
-            values, bands, candidates = None, None, set()
-        _store_bands(db, release_id, hashes, bands, values)
-        existing = set(_linked(db, release_id, RELATION))
-        for other in sorted(candidates | existing):
-            score = jaccard(hashes, texts.shingles(other)) if bands else 0.0
+        hashes, values = texts.shingles(release_id), texts.values(release_id)
+        own_bands = bands.get(release_id)
+        candidates: set[int] = set()
+        if own_bands:
+            for band, value in enumerate(own_bands):
+                bucket = batch_buckets.get((band, value))
+                members = stored.get((release_id, band))
+                if bucket is None:
+                    batch_buckets[(band, value)] = [release_id]
+                    if members:
+                        candidates.update(members)
+                    continue
+                # the newest of the stored ones and of the batch's before this one
+                candidates.update(sorted(set(members or ()) | set(bucket), reverse=True)[:BUCKET_LIMIT])
+                bucket.append(release_id)
+            band_rows.extend(zip(range(BANDS), own_bands, [release_id] * BANDS))
+            candidates.discard(release_id)
+            # a candidate far below the threshold by its MinHash is not read
+            candidates = {c for c in candidates
+                          if estimate(values, texts.values(c) if c in bands else stored_values.get(c, values)) >= PREFILTER}
+        release_rows.append((release_id, len(hashes),
+                             np.array(own_bands, dtype="<i8").tobytes() if own_bands else None,
+                             values.astype("<u4").tobytes() if own_bands else None))
+        linked = existing.setdefault(release_id, set())
+        for other in sorted(candidates | linked):
+            pair = (min(release_id, other), max(release_id, other))
+            if pair in verified:  # decided when the other was taken, on the texts as they are now
+                continue
+            verified.add(pair)
+            score = jaccard(hashes, texts.shingles(other)) if own_bands else 0.0
             if score >= THRESHOLD:
-                guess = estimate(values, signature(texts.shingles(other)))
-                if other not in existing:
-                    changed.update((release_id, other))
+                guess = estimate(values, texts.values(other))
+                if other not in linked:
+                    changed.update(pair)
+                    linked.add(other)
+                    existing.setdefault(other, set()).add(release_id)
                 add_link(db, release_id, other, RELATION, round(score, 4),
                          f"minhash {guess:.2f} (jaccard {score:.2f})", at)
-            elif other in existing:
+            elif other in linked:
                 _unlink(db, release_id, other, RELATION)
-                changed.update((release_id, other))
+                changed.update(pair)
+                linked.discard(other)
+                existing.get(other, set()).discard(release_id)
+    db.conn.executemany("insert or ignore into minhash_bands (band, hash, release_id) values (?, ?, ?)",
+                        sorted(band_rows))
+    db.conn.executemany("insert or replace into minhash_releases (release_id, shingles, bands, signature) "
+                        "values (?, ?, ?, ?)", release_rows)
+    texts.done()
     return changed
 
 
@@ -357,9 +598,8 @@ def link_new(db, release_ids, at: str | None = None, texts: Texts | None = None)
     from archive import translations
 
     translations.link_new(db, ids, at=at)
-    with_family = {row[0] for start in range(0, len(ids), 500) for row in db.execute(
-        "select release_id from family_members where release_id in "
-        f"({', '.join('?' * len(ids[start:start + 500]))})", ids[start : start + 500]).fetchall()}
+    with_family = {row[0] for chunk in _chunks(ids) for row in db.execute(
+        f"select release_id from family_members where release_id in ({_marks(chunk)})", chunk).fetchall()}
     if changed or with_family:  # a member's text changed: its diff (or the first copy) too
         refresh_families(db, sorted(changed | with_family), texts)
 

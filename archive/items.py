@@ -44,6 +44,9 @@ class ReleaseItem:
     # (title, text) as the search index wants them, made by the cleaning worker so the
     # archive's single writer does not spend its time on it (archive.search_index.search_form)
     search_form: tuple | list | None = field(default=None, repr=False)
+    # Its text line by line as the repost linker needs it (archive.families.sign), made by the
+    # cleaning worker for the same reason
+    minhash: object = field(default=None, repr=False)
     # Other language versions the page declares: [{"url", "hreflang", "evidence"}]
     # (pipelines/extraction/alternates.py), kept in release_alternates for translation links
     alternates: list | None = field(default=None, repr=False)

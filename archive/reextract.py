@@ -21,7 +21,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from archive import history, search_index
+from archive import families, history, search_index
 from archive.clock import now
 from archive.schema import open_archive
 from archive.warc import read_record
@@ -171,6 +171,7 @@ def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None,
     with db.atomic():
         if touched:
             search_index.index_releases(db, touched)
+            families.link_new(db, touched)  # a changed text may join or leave a family; dates choose its first copy
     db.close()
     return counts
 

@@ -13,6 +13,8 @@ next crawl, demo, ``reindex``, ``reextract`` or ``ingest``; no release is touche
 
 from __future__ import annotations
 
+import logging
+
 import sqlite_utils
 
 SCHEMA_VERSION = 3
@@ -170,6 +172,8 @@ CRAWL_RUNS_COLUMNS = {
     "status": str,  # ok, partial, failed, interrupted
     "message": str,
 }
+
+logger = logging.getLogger(__name__)
 
 
 def _ensure_table(db, name, columns, pk, **kwargs):
@@ -346,6 +350,29 @@ def _ensure_families(db) -> None:
     db.execute("create index if not exists idx_releases_family_id on releases (family_id)")
     # The releases of a source in id order: a release's boilerplate is what the ones before it hold.
     db.execute("create index if not exists idx_releases_source_id_id on releases (source_id, id)")
+    _check_minhash_config(db)
+
+
+def _check_minhash_config(db) -> None:
+    """Band rows and MinHash values made with another configuration (an older version's) would
+    never meet the new ones: they are dropped (they are derived from the texts, which stay),
+    and ``pressarchive link`` signs those releases again. Links already made are kept."""
+    # (imported here: archive.families imports modules that import this one)
+    from archive.families import MINHASH_CONFIG
+
+    if "_pressarchive" not in db.table_names():
+        db.execute("create table [_pressarchive] ([key] TEXT PRIMARY KEY, [value] TEXT)")
+    row = db.execute("select value from _pressarchive where key = 'minhash'").fetchone()
+    if row is not None and row[0] == MINHASH_CONFIG:
+        return
+    signed = db.execute("select count(*) from minhash_releases").fetchone()[0]
+    if signed:
+        db.execute("delete from minhash_bands")
+        db.execute("delete from minhash_releases")
+        logger.warning("the archive's repost index was made with another MinHash configuration (%s, now %s): "
+                       "dropped; run `pressarchive link` to sign its %d releases again (links already made are "
+                       "kept)", row[0] if row else "an older version's", MINHASH_CONFIG, signed)
+    db.execute("insert or replace into _pressarchive (key, value) values ('minhash', ?)", [MINHASH_CONFIG])
 
 
 # Saved searches (archive/watches.py): each watch's entries (new, changed, removed matches), and

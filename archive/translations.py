@@ -151,11 +151,10 @@ def find_links(db, release_ids, pairs=None) -> dict[tuple[int, int], list[str]]:
     """(smaller id, larger id) -> evidence, for the translations of these releases."""
     pairs = registry_pairs(db) if pairs is None else pairs
     links: dict[tuple[int, int], list[str]] = {}
-    for release_id in dict.fromkeys(release_ids):
-        release = _release_by_id(db, release_id)
-        if release is None:
-            continue
-        for other, evidence in [*_declared(db, release), *_registered(db, release, pairs)]:
+    pieces = {piece for _, one, other in pairs for piece in (one, other)}
+    for release, declares in _with_evidence(db, list(dict.fromkeys(release_ids)), pieces):
+        found_here = [*(_declared(db, release) if declares else ()), *_registered(db, release, pairs)]
+        for other, evidence in found_here:
             if other.id == release.id or not different_languages(release.language, other.language):
                 continue
             if evidence == "canonical" and _canonical_is_shared_by_one_language(db, release, other):
@@ -164,6 +163,34 @@ def find_links(db, release_ids, pairs=None) -> dict[tuple[int, int], list[str]]:
             if evidence not in found:
                 found.append(evidence)
     return {pair: sorted(evidence, key=_evidence_rank) for pair, evidence in links.items()}
+
+
+def _with_evidence(db, release_ids: list[int], pieces: set[str]):
+    """(release, whether a page declares something of it) for the releases that may have a
+    translation: those whose page declares another version or whose address another page
+    declares, and those whose address holds a piece of a registry ``translations`` key. A few
+    queries for all of them (most new releases have none)."""
+    for start in range(0, len(release_ids), 400):
+        chunk = release_ids[start : start + 400]
+        marks = ", ".join("?" * len(chunk))
+        releases = {row[0]: Release(*row) for row in db.execute(
+            f"select id, url, source_id, language from releases where id in ({marks})", chunk).fetchall()}
+        declaring = {row[0] for row in db.execute(
+            f"select distinct release_id from release_alternates where release_id in ({marks})", chunk).fetchall()}
+        urls = [url for release in releases.values() for url in (release.url, scheme_twin(release.url))]
+        declared_urls = set()
+        for first in range(0, len(urls), 800):
+            part = urls[first : first + 800]
+            declared_urls.update(row[0] for row in db.execute(
+                f"select distinct url from release_alternates where url in ({', '.join('?' * len(part))})",
+                part).fetchall())
+        for release_id in chunk:
+            release = releases.get(release_id)
+            if release is None:
+                continue
+            declares = release_id in declaring or bool({release.url, scheme_twin(release.url)} & declared_urls)
+            if declares or any(piece in release.url for piece in pieces):
+                yield release, declares
 
 
 def _evidence_rank(evidence: str) -> tuple[int, str]:

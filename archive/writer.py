@@ -117,6 +117,7 @@ class PreparedRelease(NamedTuple):
     new_row: tuple  # should the archive not know it yet: its whole new row, in Prepared.columns order
     first_version: tuple  # ... and its version 1 row without the release id
     alternates: tuple = ()  # (url, hreflang, evidence) of the other language versions its page declares
+    signed: object = None  # archive.families.Signed of its text, made by the cleaning worker (or None)
 
 
 class Prepared:
@@ -163,7 +164,7 @@ class Preparer:
                     prepared.columns, prepared.set_columns = tuple(first), len(values)
                 prepared.rows[n] = PreparedRelease(
                     search_index.index_values(dict(values, search_form=item.search_form)),
-                    tuple(first.values()), history.first_version_row(first), self._alternates(item))
+                    tuple(first.values()), history.first_version_row(first), self._alternates(item), item.minhash)
         return prepared
 
     def _alternates(self, item: ReleaseItem) -> tuple:
@@ -298,6 +299,11 @@ class ArchiveWriter(Preparer):
                 self.db.conn.execute("rollback")
 
     def _write(self, items, prepared: Prepared) -> None:
+        if prepared.columns is not None:  # what the cleaning workers signed, for linking
+            digest_at = prepared.columns.index("content_hash")
+            for row in prepared.rows:
+                if row is not None and row.signed is not None:
+                    self._family_texts.offer(row.new_row[digest_at], row.signed)
         touched = []
         for n in self._insert_new(prepared):
             item = items[n]

@@ -126,12 +126,14 @@ def clean_page(body: bytes, url: str, content_type: str | None, http_charset: st
 
 
 def clean_for_archive(*args) -> dict:
-    """:func:`clean_page` plus the search form of title and text, made here in the
-    worker so that the archive's single writer only has to store it."""
-    from archive import search_index
+    """:func:`clean_page` plus the search form of title and text and the text signed for the
+    repost linker, made here in the worker so that the archive's single writer only has to
+    store them."""
+    from archive import families, search_index
 
     cleaned = clean_page(*args)
     cleaned["search_form"] = (search_index.search_form(cleaned["title"]), search_index.search_form(cleaned["text"]))
+    cleaned["minhash"] = families.sign(cleaned["text"])
     return cleaned
 
 

@@ -47,6 +47,7 @@ def encode(item, run_id: str) -> str:
     data = dataclasses.asdict(item)
     data.pop("body", None)
     data.pop("lease", None)
+    data.pop("minhash", None)  # (numbers, not JSON: the ingester signs the text itself)
     return json.dumps({"type": TYPES[type(item)], "run_id": run_id, "data": data}, ensure_ascii=False)
 
 

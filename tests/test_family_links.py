@@ -125,6 +125,44 @@ def test_signature_is_datasketch_minhash():
     assert np.array_equal(families.signature(hashes), reference.hashvalues)
 
 
+def test_a_texts_minhash_is_the_minimum_of_its_lines():
+    """What the cleaning workers sign line by line gives, for any choice of lines (the ones that
+    are not boilerplate), exactly the shingles and MinHash values of those lines' text."""
+    text = "\n".join(["Statement issued by the Embassy:", *STATEMENT, *FOOTER, "ENDS"])
+    signed = families.sign(text)
+    lines = families.normal_lines(text)
+    assert len(signed.keys) == len(lines) == len(signed.values)
+    for own in ([True] * len(lines), [n not in (0, 6, 7) for n in range(len(lines))], [n < 3 for n in range(len(lines))]):
+        own = np.array(own)
+        kept = [line for line, keep in zip(lines, own) if keep]
+        exact = families.shingles(kept)
+        assert np.array_equal(np.unique(signed.shingles[own[signed.line_of]]), exact)
+        assert np.array_equal(signed.values[own].min(axis=0), families.signature(exact))
+    # a line repeated elsewhere (boilerplate) has the same key in every process: not Python's hash()
+    assert families.line_key("follow us") == families.line_key(families.normal_lines("Follow  US")[0])
+    assert signed.keys[-1] == families.line_key("ends")
+
+
+def test_texts_signed_by_the_workers_link_as_texts_signed_by_the_writer(tmp_path):
+    texts = ["\n".join(STATEMENT), "\n".join(UNRELATED[0] + FOOTER), repost(STATEMENT, "Repost:", FOOTER),
+             "\n".join(UNRELATED[1] + FOOTER), repost(STATEMENT, "Copy:", [], ("Ottawa", "Toronto")),
+             "\n".join(UNRELATED[2] + FOOTER), "\n".join(OTHER_STATEMENT)]
+    tables = {"release_links": "release_id, other_id, relation, score, evidence",  # (not when: linked_at)
+              "families": "id, first_release_id, first_source_id, first_published, member_count, languages, sources",
+              "family_members": "*", "minhash_bands": "*", "minhash_releases": "*"}
+    found = []
+    for signed in (False, True):
+        items = [item(f"https://s{n % 3}.example/{n}", text, source=f"s{n % 3}", published=f"2017-06-{10 + n}")
+                 for n, text in enumerate(texts)]
+        for one in items:
+            one.minhash = families.sign(one.text) if signed else None  # as pipelines/clean.py does
+        path = tmp_path / f"signed-{signed}.db"
+        write(path, items, batch=3)
+        found.append({t: rows(path, f"select {columns} from {t} order by 1, 2") for t, columns in tables.items()})
+    assert found[0]["release_links"] and found[0]["families"]
+    assert found[0] == found[1]
+
+
 # --- Reposts and families through the writer ---------------------------------------------------
 
 def test_planted_reposts_linked_and_footer_pairs_not(tmp_path):
@@ -293,3 +331,26 @@ def test_link_refuses_a_file_that_is_not_an_archive(tmp_path, cli):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "notes.txt" in result.stderr
     assert bad.read_text(encoding="utf-8") == "not a database\n"
+
+
+def test_an_archive_signed_with_another_configuration_is_signed_again_by_link(tmp_path, cli):
+    """Band rows of an older MinHash configuration would never meet the new ones: opening the
+    archive drops them (links stay) and says so; ``pressarchive link`` signs every release again."""
+    path = tmp_path / "archive.db"
+    texts = ["\n".join(STATEMENT), repost(STATEMENT, "Repost:", FOOTER), "\n".join(OTHER_STATEMENT)]
+    write(path, [item(f"https://s{n}.example/s", text, source=f"s{n}", published=f"2017-06-{10 + n}")
+                 for n, text in enumerate(texts)])
+    links = rows(path, "select release_id, other_id, relation from release_links")
+    signed = rows(path, "select * from minhash_releases order by 1")
+    assert links == [(1, 2, "repost")] and len(signed) == 3
+    with sqlite3.connect(path) as conn:
+        conn.execute("update _pressarchive set value = 'perm=60 bands=20x3' where key = 'minhash'")
+        conn.execute("update minhash_releases set bands = zeroblob(160)")  # as an older version left them
+    result = cli(["link", "--db", path], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "another MinHash configuration (perm=60 bands=20x3" in result.stderr and "3 releases" in result.stderr
+    assert rows(path, "select * from minhash_releases order by 1") == signed  # signed again, as before
+    assert rows(path, "select release_id, other_id, relation from release_links") == links
+    assert rows(path, "select value from _pressarchive where key = 'minhash'") == [(families.MINHASH_CONFIG,)]
+    again = cli(["link", "--db", path], tmp_path)
+    assert again.returncode == 0 and "another MinHash configuration" not in again.stderr
