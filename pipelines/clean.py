@@ -315,7 +315,8 @@ class CleanPipeline:
         # forkserver: workers start from a clean interpreter, not a fork of the
         # running reactor and its threads.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pipelines.extraction"])
+        # (and with what every page needs imported: an import is not a page's CLEAN_TIMEOUT)
+        context.set_forkserver_preload(["pipelines.extraction", "archive.search_index", "archive.families"])
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                         initargs=(os.getpid(),))
         self.generation += 1
