@@ -466,21 +466,24 @@ def _unlink(db, a_id: int, b_id: int, relation: str) -> None:
 
 
 _BUCKETS_SQL = (
-    "select json_extract(q.value, '$[0]'), json_extract(q.value, '$[1]'), (select group_concat(release_id) from "
-    "(select release_id from minhash_bands b where b.band = json_extract(q.value, '$[1]') "
-    f"and b.hash = json_extract(q.value, '$[2]') order by release_id desc limit {BUCKET_LIMIT})) m "
-    "from json_each(?) q where m is not null")
+    "select n, band, (select group_concat(release_id) from (select release_id from minhash_bands b "
+    f"where b.band = q.band and b.hash = q.hash order by release_id desc limit {BUCKET_LIMIT})) m "
+    "from temp.minhash_lookups q where m is not null")
 
 
 def _buckets(db, bands: dict[int, list[int]]) -> dict[tuple[int, int], list[int]]:
     """(release id, band) -> the newest BUCKET_LIMIT releases stored in that band's bucket, for
-    every band of every release in ``bands``, in one statement."""
+    every band of every release in ``bands``: the lookups go into a temporary table, and one
+    statement answers them all."""
     if not bands:
         return {}
-    lookups = json.dumps([(release_id, band, value) for release_id, values in bands.items()
-                          for band, value in enumerate(values)])
+    db.conn.execute("create temp table if not exists minhash_lookups (n INTEGER, band INTEGER, hash INTEGER)")
+    db.conn.execute("delete from temp.minhash_lookups")
+    db.conn.executemany("insert into temp.minhash_lookups (n, band, hash) values (?, ?, ?)",
+                        [(release_id, band, value) for release_id, values in bands.items()
+                         for band, value in enumerate(values)])
     return {(release_id, band): [int(m) for m in members.split(",")]
-            for release_id, band, members in db.conn.execute(_BUCKETS_SQL, [lookups])}
+            for release_id, band, members in db.conn.execute(_BUCKETS_SQL)}
 
 
 def _stored_values(db, ids) -> dict[int, np.ndarray]:
