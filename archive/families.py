@@ -45,8 +45,8 @@ edited one, translations, and near-misses sharing only a long footer), at THRESH
 with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
 0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.9% (616 bytes a
 release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
-added cost is not within the issue's 20%: +542 us of CPU a release against 855 us
-without linking, in batches of 200 (see the README).
+added cost is not within the issue's 20%: +408 us of CPU a release against 942 us
+without linking, in batches of 200 (another run: +542 against 855; see the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id
