@@ -323,6 +323,18 @@ def test_crawl_links_a_ministry_statement_and_its_two_reposts(tmp_path, site_ser
     assert again.stdout.strip() == ("0 releases looked at (not linked before); 3 of 6 releases in 1 families; "
                                     "3 links (3 reposts, 0 translations)")
 
+    # An older extractor kept only a menu of repost B: it is out of the family. Re-extracting it from
+    # its raw capture gives its text back, and the writer's linking puts it back in the family.
+    with sqlite3.connect(db) as conn:
+        conn.execute("update releases set text = 'Home\nNews\nContact us' where id = ?", [repost_b])
+    assert cli(["link", "--rebuild", "--db", db], tmp_path).returncode == 0
+    assert rows(db, "select member_count from families") == [(2,)]
+    reextracted = cli(["reextract", "--db", db], tmp_path)
+    assert reextracted.returncode == 0, reextracted.stderr
+    assert rows(db, "select member_count from families") == [(3,)]
+    assert sorted(rows(db, "select release_id, other_id, relation from release_links")) == sorted(
+        (*sorted(pair), "repost") for pair in ((statement, repost_a), (statement, repost_b), (repost_a, repost_b)))
+
 
 def test_link_refuses_a_file_that_is_not_an_archive(tmp_path, cli):
     bad = tmp_path / "notes.txt"
