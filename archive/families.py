@@ -6,9 +6,9 @@ or an added sentence. Reposts are found by MinHash (datasketch's permutations) o
 the *shingles* of the normalised text: runs of :data:`WORD_SHINGLE` words, or of
 :data:`CJK_SHINGLE` characters in Chinese, Japanese and Korean text (which has no
 spaces). Each release's :data:`NUM_PERM` MinHash values are cut into :data:`BANDS`
-bands of :data:`ROWS`; a band's hash is a row of ``minhash_bands`` (band, hash,
-release_id), indexed, so a new release finds its candidates with BANDS index
-lookups however large the archive (two releases are candidates when they share a
+bands of :data:`ROWS`; the band hashes are kept in the archive as sorted segments
+(:class:`BandIndex`, table ``minhash_segments``), so a new release finds its candidates
+with BANDS binary searches however large the archive (two releases are candidates when they share a
 band). Each candidate is then *verified* on the exact Jaccard similarity of the two
 shingle sets: at least :data:`THRESHOLD` links them (relation ``repost``, score the
 exact Jaccard, evidence ``minhash 0.81 (jaccard 0.84)``: the MinHash estimate and
@@ -37,16 +37,16 @@ it drops the lines whose keys its context holds and takes the element-wise minim
 rest's values, which is exactly the MinHash of those lines' shingles. A release nobody
 signed (``pressarchive link``, re-extraction, a distributed crawl's items) is signed from
 its text in the writer, with the same result. :data:`MINHASH_CONFIG` names the
-configuration; archive/schema.py drops band rows made with another one.
+configuration; archive/schema.py drops the band index made with another one.
 
 Measured on benchmarks/families.py (100,000 synthetic releases, EN and ZH, planted
 reposts with their own header/footer, a changed first line, an added sentence and an
 edited one, translations, and near-misses sharing only a long footer), at THRESHOLD 0.45
 with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
-0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.9% (616 bytes a
+0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.1% (545 bytes a
 release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
-added cost is not within the issue's 20%: +408 us of CPU a release against 942 us
-without linking, in batches of 200 (another run: +542 against 855; see the README).
+added cost is not within the issue's 20%: +395 us of CPU a release against 1,263 us
+without linking, in the crawl's batches of 25 (see the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id
@@ -69,6 +69,7 @@ import itertools
 import json
 import re
 import unicodedata
+import uuid
 import zlib
 from typing import NamedTuple
 
@@ -76,6 +77,7 @@ import numpy as np
 
 from archive.clock import now_iso
 from archive.history import unified_diff
+from archive.sql import chunks, marks
 
 NUM_PERM = 24
 BANDS = 12
@@ -137,11 +139,6 @@ def _line_tokens(lines: list[str]) -> list[list[str]]:
     if any(_HAS_CJK.search(line) for line in lines):
         return [_CJK_TOKENS.findall(line) for line in lines]
     return [line.translate(_PUNCTUATION).split() for line in lines]
-
-
-def tokens(lines: list[str]) -> list[str]:
-    """Words, and each Chinese, Japanese or Korean character on its own."""
-    return [word for words in _line_tokens(lines) for word in words]
 
 
 def _token_hashes(words: list[str]) -> np.ndarray:
@@ -288,16 +285,6 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- Releases as the archive holds them -------------------------------------------------------
 
-def _chunks(values, size: int = 500):
-    values = list(values)
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _marks(values) -> str:
-    return ", ".join("?" * len(values))
-
-
 class Texts:
     """Releases' line keys, shingles and MinHash values, made when first needed.
 
@@ -310,7 +297,7 @@ class Texts:
 
     def __init__(self, db):
         self.db = db
-        self.rows: dict[int, tuple] = {}  # id -> (source_id, content_hash, frozenset of line keys)
+        self.rows: dict[int, tuple] = {}  # id -> (source_id, frozenset of line keys)
         self.signed: dict[int, Signed] = {}  # the batch's releases, signed
         self.offered: dict[str, Signed] = {}  # content_hash -> Signed by a cleaning worker
         self.before: dict[int, list[int]] = {}  # id -> its context (CONTEXT releases of its source before it)
@@ -338,27 +325,27 @@ class Texts:
     def load(self, ids, signed: bool = False) -> None:
         """Read these releases (their line keys; with ``signed``, all of :class:`Signed`)."""
         missing = sorted({i for i in ids if i not in self.rows or (signed and i not in self.signed)})
-        for chunk in _chunks(missing):
+        for chunk in chunks(missing):
             unsigned = []
             for release_id, source_id, digest in self.db.execute(
-                    f"select id, source_id, content_hash from releases where id in ({_marks(chunk)})", chunk).fetchall():
+                    f"select id, source_id, content_hash from releases where id in ({marks(chunk)})", chunk).fetchall():
                 made = self.offered.get(digest)
                 if made is None:
                     unsigned.append(release_id)
-                    self.rows[release_id] = (source_id, digest, None)
+                    self.rows[release_id] = (source_id, None)
                     continue
                 self.signed[release_id] = made
-                self.rows[release_id] = (source_id, digest, frozenset(made.keys.tolist()))
-            for some in _chunks(unsigned):
+                self.rows[release_id] = (source_id, frozenset(made.keys.tolist()))
+            for some in chunks(unsigned):
                 for release_id, text in self.db.execute(
-                        f"select id, text from releases where id in ({_marks(some)})", some).fetchall():
-                    source_id, digest, _ = self.rows[release_id]
+                        f"select id, text from releases where id in ({marks(some)})", some).fetchall():
+                    source_id = self.rows[release_id][0]
                     if signed or release_id in self.signed:
                         made = self.signed[release_id] = sign(text)
                         keys = made.keys.tolist()
                     else:
                         keys = [line_key(line) for line in normal_lines(text)]
-                    self.rows[release_id] = (source_id, digest, frozenset(keys))
+                    self.rows[release_id] = (source_id, frozenset(keys))
 
     def contexts(self, ids) -> None:
         """Find the context of each of these releases: for the releases of one source that
@@ -391,22 +378,29 @@ class Texts:
 
     def _own(self, release_id: int) -> tuple:
         """(shingles, MinHash values or None) of the release's lines that its context does not hold."""
-        if release_id not in self.shingled:
+        found = self.shingled.get(release_id)
+        if found is not None:
+            return found
+        rows = self.rows
+        if release_id not in self.signed or release_id not in rows:
             self.load([release_id], signed=True)
-            if release_id not in self.rows:
+            if release_id not in rows:
                 return np.zeros(0, dtype=np.uint32), None
-            context = self.context(release_id)
+        context = self.context(release_id)
+        if not all(i in rows for i in context):
             self.load(context)
-            made = self.signed[release_id]
-            boilerplate = frozenset().union(*(self.rows[i][2] for i in context if i in self.rows))
-            own = None
-            if boilerplate and not boilerplate.isdisjoint(made.keys.tolist()):
-                own = np.fromiter((key not in boilerplate for key in made.keys.tolist()), dtype=bool,
-                                  count=len(made.keys))
-            hashes = _distinct(made.shingles if own is None else made.shingles[own[made.line_of]])
-            values = made.values if own is None else made.values[own]
-            self.shingled[release_id] = (hashes, values.min(axis=0) if len(hashes) else None)
-        return self.shingled[release_id]
+        made, keys = self.signed[release_id], rows[release_id][1]
+        shared: set = set()
+        for other in context:
+            if other in rows:
+                shared |= keys & rows[other][1]
+        own = None
+        if shared:
+            own = np.fromiter((key not in shared for key in made.keys.tolist()), dtype=bool, count=len(made.keys))
+        hashes = _distinct(made.shingles if own is None else made.shingles[own[made.line_of]])
+        values = made.values if own is None else made.values[own]
+        found = self.shingled[release_id] = (hashes, values.min(axis=0) if len(hashes) else None)
+        return found
 
     def shingles(self, release_id: int) -> np.ndarray:
         """The shingles of a release's lines that its context does not hold too."""
@@ -449,10 +443,10 @@ def _linked(db, release_id: int, relation: str | None = None) -> list[int]:
 def _links_of(db, ids: list[int], relation: str) -> dict[int, set[int]]:
     """id -> the releases linked to it by ``relation``, for all these ids in a few queries."""
     found: dict[int, set[int]] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for a, b in db.execute(
-                f"select release_id, other_id from release_links where relation = ? and release_id in ({_marks(chunk)}) "
-                f"union select release_id, other_id from release_links where relation = ? and other_id in ({_marks(chunk)})",
+                f"select release_id, other_id from release_links where relation = ? and release_id in ({marks(chunk)}) "
+                f"union select release_id, other_id from release_links where relation = ? and other_id in ({marks(chunk)})",
                 [relation, *chunk, relation, *chunk]).fetchall():
             found.setdefault(a, set()).add(b)
             found.setdefault(b, set()).add(a)
@@ -465,48 +459,199 @@ def _unlink(db, a_id: int, b_id: int, relation: str) -> None:
                [a_id, b_id, relation])
 
 
-_BUCKETS_SQL = (
-    "select n, band, (select group_concat(release_id) from (select release_id from minhash_bands b "
-    f"where b.band = q.band and b.hash = q.hash order by release_id desc limit {BUCKET_LIMIT})) m "
-    "from temp.minhash_lookups q where m is not null")
+# --- The band index -----------------------------------------------------------------------------
+
+BAND_SHIFT = 47  # a band's key: band << BAND_SHIFT | its 47-bit hash
 
 
-def _buckets(db, bands: dict[int, list[int]]) -> dict[tuple[int, int], list[int]]:
-    """(release id, band) -> the newest BUCKET_LIMIT releases stored in that band's bucket, for
-    every band of every release in ``bands``: the lookups go into a temporary table, and one
-    statement answers them all."""
-    if not bands:
-        return {}
-    db.conn.execute("create temp table if not exists minhash_lookups (n INTEGER, band INTEGER, hash INTEGER)")
-    db.conn.execute("delete from temp.minhash_lookups")
-    db.conn.executemany("insert into temp.minhash_lookups (n, band, hash) values (?, ?, ?)",
-                        [(release_id, band, value) for release_id, values in bands.items()
-                         for band, value in enumerate(values)])
-    return {(release_id, band): [int(m) for m in members.split(",")]
-            for release_id, band, members in db.conn.execute(_BUCKETS_SQL)}
+class Segment(NamedTuple):
+    """One row of ``minhash_segments``: band keys sorted, with the release of each."""
+
+    id: int
+    keys: np.ndarray  # uint64: band << BAND_SHIFT | hash, ascending
+    ids: np.ndarray  # uint32: the release of each key (ascending among equal keys)
+
+
+def _by_key(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs in key order (a stable sort: two sorted segments are merged in linear time)."""
+    order = np.argsort(keys, kind="stable")
+    return keys[order], ids[order]
+
+
+class BandIndex:
+    """The archive's band hashes, kept in ``minhash_segments`` and held in memory by the writer.
+
+    A B-tree of (band, hash, release) rows costs a page written per row at every commit (the
+    keys are random): most of what linking cost the writer. Here each batch's band keys are
+    written as one sorted *segment* (two blobs); two segments are merged when the older is not
+    more than twice the newer, so an archive holds about log2(releases / batch) of them and a
+    band key is rewritten about as many times, in long sequential writes. The writer reads the
+    segments once (12 bytes a band: 14 MB at 100,000 releases) and finds a batch's buckets by
+    binary search in each. A release whose text changed leaves its old keys in place, listed in
+    ``minhash_dropped`` until a merge removes them. ``_pressarchive`` key ``minhash_index``
+    changes with every write, so a writer whose transaction was rolled back, or an archive
+    another process linked, is read again."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stamp: str | None = None
+        self.segments: list[Segment] = []
+        self.dropped: set[tuple[int, int]] = set()
+
+    def sync(self, db) -> None:
+        row = db.execute("select value from _pressarchive where key = 'minhash_index'").fetchone()
+        stamp = row[0] if row else ""
+        if stamp != self.stamp:
+            self.segments = [Segment(i, np.frombuffer(keys, dtype="<u8"), np.frombuffer(ids, dtype="<u4"))
+                             for i, keys, ids in db.execute("select id, keys, ids from minhash_segments order by id")]
+            self.dropped = set(db.execute("select key, release_id from minhash_dropped").fetchall())
+            self.stamp = stamp
+
+    def pairs(self) -> set[tuple[int, int]]:
+        """Every (band key, release) pair the index holds."""
+        held = {pair for segment in self.segments for pair in zip(segment.keys.tolist(), segment.ids.tolist())}
+        return held - self.dropped
+
+    def buckets(self, keys: np.ndarray) -> dict[int, list[int]]:
+        """Position of a key in ``keys`` -> the newest BUCKET_LIMIT releases holding it (dropped
+        ones left out); keys no release holds are left out."""
+        order = np.argsort(keys)
+        wanted = keys[order]  # ascending: each binary search starts where the last one ended
+        found: dict[int, list[int]] = {}
+        for segment in self.segments:
+            low = np.searchsorted(segment.keys, wanted, "left")
+            inside = low < len(segment.keys)
+            hits = np.flatnonzero(inside & (segment.keys[np.minimum(low, len(segment.keys) - 1)] == wanted))
+            if not len(hits):
+                continue
+            high = np.searchsorted(segment.keys, wanted[hits], "right")
+            for n, start, end in zip(order[hits].tolist(), low[hits].tolist(), high.tolist()):
+                found.setdefault(n, []).extend(segment.ids[start:end].tolist())
+        buckets = {}
+        for n, members in found.items():
+            members = sorted(members, reverse=True)
+            if self.dropped:
+                key = int(keys[n])
+                members = [m for m in members if (key, m) not in self.dropped]
+            if members:
+                buckets[n] = members[:BUCKET_LIMIT]
+        return buckets
+
+    def drop(self, db, keys: list[int], ids: list[int]) -> None:
+        """These (key, release) pairs are no longer in the index (the release's text changed)."""
+        pairs = set(zip(keys, ids)) - self.dropped
+        if pairs:
+            db.conn.executemany("insert or ignore into minhash_dropped (key, release_id) values (?, ?)", sorted(pairs))
+            self.dropped |= pairs
+            self._stamp(db)
+
+    def add(self, db, keys: list[int], ids: list[int]) -> None:
+        """A batch's band keys: a new segment, then merges while the older is not more than twice the newer."""
+        if not keys:
+            return
+        back = set(zip(keys, ids)) & self.dropped  # a text changed back: its old pairs, still held, count again
+        if back:
+            db.conn.executemany("delete from minhash_dropped where key = ? and release_id = ?", sorted(back))
+            self.dropped -= back
+            kept = [pair for pair in zip(keys, ids) if pair not in back]
+            keys, ids = [key for key, _ in kept], [release_id for _, release_id in kept]
+        if keys:  # (every pair is in one segment only)
+            self._write(db, *_by_key(np.array(keys, dtype=np.uint64), np.array(ids, dtype=np.uint32)))
+        while len(self.segments) >= 2 and len(self.segments[-2].keys) <= 2 * len(self.segments[-1].keys):
+            older, newer = self.segments[-2], self.segments[-1]
+            keys_, ids_ = _by_key(np.concatenate([older.keys, newer.keys]), np.concatenate([older.ids, newer.ids]))
+            removed = self._without_dropped(keys_, ids_)
+            db.conn.execute("delete from minhash_segments where id in (?, ?)", [older.id, newer.id])
+            del self.segments[-2:]
+            self._write(db, keys_[removed[0]], ids_[removed[0]])
+            gone = {pair for pair in removed[1] if not self._holds(*pair)}
+            if gone:  # no segment holds them any more
+                db.conn.executemany("delete from minhash_dropped where key = ? and release_id = ?", sorted(gone))
+                self.dropped -= gone
+        self._stamp(db)
+
+    def _without_dropped(self, keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, set]:
+        keep, removed = np.ones(len(keys), dtype=bool), set()
+        for key, release_id in self.dropped:
+            low, high = np.searchsorted(keys, np.uint64(key), "left"), np.searchsorted(keys, np.uint64(key), "right")
+            hit = np.flatnonzero(ids[low:high] == release_id)
+            if len(hit):
+                keep[low + hit] = False
+                removed.add((key, release_id))
+        return keep, removed
+
+    def _holds(self, key: int, release_id: int) -> bool:
+        for segment in self.segments:
+            low, high = (np.searchsorted(segment.keys, np.uint64(key), side) for side in ("left", "right"))
+            if np.any(segment.ids[low:high] == release_id):
+                return True
+        return False
+
+    def _write(self, db, keys: np.ndarray, ids: np.ndarray) -> None:
+        cursor = db.conn.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)",
+                                 [len(keys), keys.astype("<u8").tobytes(), ids.astype("<u4").tobytes()])
+        self.segments.append(Segment(cursor.lastrowid, keys, ids))
+
+    def _stamp(self, db) -> None:
+        self.stamp = restamp(db)
+
+
+def restamp(db) -> str:
+    """Mark the band index changed (a new random stamp: a rolled-back one never comes back)."""
+    stamp = uuid.uuid4().hex
+    db.conn.execute("insert or replace into _pressarchive (key, value) values ('minhash_index', ?)", [stamp])
+    return stamp
+
+
+_INDEXES: dict[str, BandIndex] = {}  # the last archive's index, by file: read again only when it changed
+
+
+def band_index(db) -> BandIndex:
+    """The band index of this archive, read from it only when another write changed it."""
+    path = db.conn.execute("pragma database_list").fetchone()[2] or f":memory:{id(db.conn)}"
+    index = _INDEXES.get(path)
+    if index is None:
+        _INDEXES.clear()
+        index = _INDEXES[path] = BandIndex(path)
+    index.sync(db)
+    return index
+
+
+def _band_key(band: int, value: int) -> int:
+    return band << BAND_SHIFT | value
 
 
 def _stored_values(db, ids) -> dict[int, np.ndarray]:
     """The stored MinHash values of these releases (those that have them)."""
     found = {}
-    for chunk in _chunks(sorted(ids)):
+    for chunk in chunks(sorted(ids)):
         for release_id, signature_bytes in db.conn.execute(
-                f"select release_id, signature from minhash_releases where release_id in ({_marks(chunk)})", chunk):
+                f"select release_id, signature from minhash_releases where release_id in ({marks(chunk)})", chunk):
             if signature_bytes is not None and len(signature_bytes) == 4 * NUM_PERM:
                 found[release_id] = np.frombuffer(signature_bytes, dtype="<u4")
     return found
 
 
-def _drop_bands(db, ids: list[int]) -> None:
-    """Remove the band rows of these releases (a changed text leaves none of its old ones)."""
-    rows = []
-    for chunk in _chunks(ids):
+def _drop_bands(db, index: BandIndex, ids: list[int]) -> None:
+    """Take the band keys of these releases out of the index (a changed text leaves none of its old ones)."""
+    keys, owners = [], []
+    for chunk in chunks(ids):
         for release_id, bands in db.execute(
-                f"select release_id, bands from minhash_releases where release_id in ({_marks(chunk)}) "
+                f"select release_id, bands from minhash_releases where release_id in ({marks(chunk)}) "
                 "and bands is not null", chunk).fetchall():
-            rows += [(band, int(value), release_id) for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))]
-    if rows:
-        db.conn.executemany("delete from minhash_bands where band = ? and hash = ? and release_id = ?", rows)
+            keys += [_band_key(band, int(value)) for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))]
+            owners += [release_id] * BANDS
+    index.drop(db, keys, owners)
+
+
+def _buckets(index: BandIndex, keys: dict[int, list[int]]) -> dict[tuple[int, int], list[int]]:
+    """(release id, band) -> the newest BUCKET_LIMIT releases in that band's bucket, for every
+    band key of every release in ``keys``."""
+    if not keys:
+        return {}
+    found = index.buckets(np.array(list(keys.values()), dtype=np.uint64).ravel())
+    ids = list(keys)
+    return {(ids[n // BANDS], n % BANDS): members for n, members in found.items()}
 
 
 def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = None) -> set[int]:
@@ -528,14 +673,17 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     signed = [release_id for release_id in ids if len(texts.shingles(release_id)) >= MIN_SHINGLES]
     bands: dict[int, list[int]] = dict(zip(signed, band_hashes(np.stack([texts.values(i) for i in signed]))
                                            if signed else []))
-    _drop_bands(db, ids)
-    stored = _buckets(db, bands)
+    keys = {release_id: [_band_key(band, value) for band, value in enumerate(values)]
+            for release_id, values in bands.items()}
+    index = band_index(db)
+    _drop_bands(db, index, ids)
+    stored = _buckets(index, keys)
     stored_values = _stored_values(db, {c for found in stored.values() for c in found} - set(ids))
     existing = _links_of(db, ids, RELATION)
     batch_buckets: dict[tuple[int, int], list[int]] = {}
     changed: set[int] = set()
     verified: set[tuple[int, int]] = set()
-    band_rows, release_rows = [], []
+    band_keys, band_owners, release_rows = [], [], []
     for release_id in ids:
         hashes, values = texts.shingles(release_id), texts.values(release_id)
         own_bands = bands.get(release_id)
@@ -552,7 +700,8 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
                 # the newest of the stored ones and of the batch's before this one
                 candidates.update(sorted(set(members or ()) | set(bucket), reverse=True)[:BUCKET_LIMIT])
                 bucket.append(release_id)
-            band_rows.extend(zip(range(BANDS), own_bands, [release_id] * BANDS))
+            band_keys.extend(keys[release_id])
+            band_owners.extend([release_id] * BANDS)
             candidates.discard(release_id)
             # a candidate far below the threshold by its MinHash is not read
             candidates = {c for c in candidates
@@ -580,8 +729,7 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
                 changed.update(pair)
                 linked.discard(other)
                 existing.get(other, set()).discard(release_id)
-    db.conn.executemany("insert or ignore into minhash_bands (band, hash, release_id) values (?, ?, ?)",
-                        sorted(band_rows))
+    index.add(db, band_keys, band_owners)
     db.conn.executemany("insert or replace into minhash_releases (release_id, shingles, bands, signature) "
                         "values (?, ?, ?, ?)", release_rows)
     texts.done()
@@ -601,8 +749,8 @@ def link_new(db, release_ids, at: str | None = None, texts: Texts | None = None)
     from archive import translations
 
     translations.link_new(db, ids, at=at)
-    with_family = {row[0] for chunk in _chunks(ids) for row in db.execute(
-        f"select release_id from family_members where release_id in ({_marks(chunk)})", chunk).fetchall()}
+    with_family = {row[0] for chunk in chunks(ids) for row in db.execute(
+        f"select release_id from family_members where release_id in ({marks(chunk)})", chunk).fetchall()}
     if changed or with_family:  # a member's text changed: its diff (or the first copy) too
         refresh_families(db, sorted(changed | with_family), texts)
 
@@ -648,16 +796,14 @@ def _family_diff(first: dict, member: dict) -> str:
 def _write_family(db, members: list[int], texts: Texts) -> None:
     columns = ("id", "source_id", "published", "first_seen", "language", "title", "text", "last_changed")
     rows = {}
-    for start in range(0, len(members), 500):
-        chunk = members[start : start + 500]
-        for row in db.execute(f"select {', '.join(columns)} from releases where id in ({', '.join('?' * len(chunk))})",
+    for chunk in chunks(members):
+        for row in db.execute(f"select {', '.join(columns)} from releases where id in ({marks(chunk)})",
                               chunk).fetchall():
             rows[row[0]] = dict(zip(columns, row))
     family_id, first = min(rows), _first(rows)
     reposts = _reposts_of(db, first, set(rows))
-    link_times = [row[0] for start in range(0, len(members), 500) for row in db.execute(
-        "select linked_at from release_links where release_id in "
-        f"({', '.join('?' * len(members[start:start + 500]))})", members[start : start + 500]).fetchall()]
+    link_times = [row[0] for chunk in chunks(members) for row in db.execute(
+        f"select linked_at from release_links where release_id in ({marks(chunk)})", chunk).fetchall()]
     updated = max([t for t in link_times if t] + [r["last_changed"] for r in rows.values() if r["last_changed"]],
                   default=None)
     for release_id, row in sorted(rows.items()):
@@ -688,12 +834,8 @@ def refresh_families(db, release_ids, texts: Texts | None = None) -> None:
     seeds = {int(i) for i in release_ids}
     if not seeds:
         return
-    ordered = sorted(seeds)
-    old_families = set()
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
-        old_families.update(row[0] for row in db.execute(
-            f"select family_id from family_members where release_id in ({', '.join('?' * len(chunk))})", chunk))
+    old_families = {row[0] for chunk in chunks(sorted(seeds)) for row in db.execute(
+        f"select family_id from family_members where release_id in ({marks(chunk)})", chunk)}
     for family_id in sorted(old_families):
         seeds.update(row[0] for row in db.execute(
             "select release_id from family_members where family_id = ?", [family_id]))
@@ -723,8 +865,7 @@ def unsigned(db) -> list[int]:
 
 def link_all(db, ids: list[int], batch: int = 2000, progress=None) -> None:
     """Link these releases (in id order, ``batch`` at a time) and refresh their families."""
-    for start in range(0, len(ids), batch):
-        chunk = ids[start : start + batch]
+    for chunk in chunks(ids, batch):
         at = now_iso()
         changed = link_reposts(db, chunk, at)
         refresh_families(db, sorted(changed))
@@ -739,10 +880,11 @@ def rebuild(db, batch: int = 2000, progress=None) -> None:
 
     made = {(a, b, relation): at for a, b, relation, at in db.execute(
         "select release_id, other_id, relation, linked_at from release_links").fetchall()}
-    for statement in ("delete from minhash_bands", "delete from minhash_releases", "delete from release_links",
-                      "delete from family_members", "delete from families",
+    for statement in ("delete from minhash_segments", "delete from minhash_dropped", "delete from minhash_releases",
+                      "delete from release_links", "delete from family_members", "delete from families",
                       "update releases set family_id = null where family_id is not null"):
         db.execute(statement)
+    restamp(db)  # the index is empty now: a writer holding it reads it again
     link_all(db, [row[0] for row in db.execute("select id from releases order by id")], batch, progress)
     translations.link_all(db)
     db.conn.executemany(

@@ -61,6 +61,7 @@ from archive.search_index import (
     ROWS_TABLE,
     index_values,
 )
+from archive.sql import chunks, marks
 
 K1, B = 1.2, 0.75  # fts5_aux.c
 WEIGHTS = (10.0, 1.0, 0.0)  # title, text, tags: the ranked search's bm25() arguments
@@ -83,7 +84,6 @@ DELTA_MAX = 2_000
 BUILD_SECONDS = 10.0
 LOCK_WAIT = 0.25  # seconds a search waits for another one's loading or building, then FTS5 ranks it
 DOCS_CHUNK = 200_000  # docsize rows read per query when loading (bounded group_concat)
-SQL_CHUNK = 500  # ids per "in (...)" list
 
 PHRASE = r'"(?:[^"]|"")*"'
 PLAIN_AND = re.compile(rf"\{{title text\}} : \(({PHRASE}(?: AND {PHRASE})*)\)")
@@ -320,16 +320,14 @@ class Ranker:
 
     def _apply(self, conn, changed: np.ndarray) -> None:
         rows = []  # (release id, fts rowid, fingerprint) of the changed releases still indexed
-        for start in range(0, len(changed), SQL_CHUNK):
-            part = changed[start : start + SQL_CHUNK].tolist()
+        for part in chunks(changed.tolist()):
             rows += conn.execute(f"select release_id, fts_rowid, fingerprint from {ROWS_TABLE} "
-                                 f"where release_id in ({','.join('?' * len(part))})", part).fetchall()
+                                 f"where release_id in ({marks(part)})", part).fetchall()
         new = np.array(sorted(r[1] for r in rows), dtype=np.int64)
         sizes = {}
-        for start in range(0, len(new), SQL_CHUNK):
-            part = new[start : start + SQL_CHUNK].tolist()
+        for part in chunks(new.tolist()):
             for rowid, blob in conn.execute(f"select id, sz from {FTS_TABLE}_docsize "
-                                            f"where id in ({','.join('?' * len(part))})", part):
+                                            f"where id in ({marks(part)})", part):
                 sizes[rowid] = sum(varints(bytes(blob)))
         if len(sizes) != len(new):
             raise Unusable("an indexed release has no length")
@@ -349,15 +347,13 @@ class Ranker:
         values put into a private FTS5 table (the index is contentless)."""
         by_id = {r[0]: r for r in rows}
         values = {}
-        ids = list(by_id)
-        for start in range(0, len(ids), SQL_CHUNK):
-            part = ids[start : start + SQL_CHUNK]
-            marks = ",".join("?" * len(part))
+        for part in chunks(by_id):
             for rid, title, text in conn.execute(
-                    f"select id, title, text from releases where id in ({marks})", part):
+                    f"select id, title, text from releases where id in ({marks(part)})", part):
                 values[rid] = {"title": title, "text": text}
             for rid, title, text in conn.execute(  # not yet re-indexed: the index holds the old values
-                    f"select release_id, title, text from {PENDING_TABLE} where release_id in ({marks})", part):
+                    f"select release_id, title, text from {PENDING_TABLE} where release_id in ({marks(part)})",
+                    part):
                 values[rid] = {"title": title, "text": text}
         scratch = sqlite3.connect(":memory:")
         try:

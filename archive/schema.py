@@ -329,9 +329,10 @@ FAMILY_TABLES = {
         member_count INTEGER, languages TEXT, sources TEXT, updated_at TEXT""",
     "family_members": """release_id INTEGER PRIMARY KEY, family_id INTEGER NOT NULL, relation TEXT,
         similarity REAL, diff TEXT""",
-    # One row per band of a release's MinHash: a new release's candidates are index lookups.
-    "minhash_bands": """band INTEGER NOT NULL, hash INTEGER NOT NULL, release_id INTEGER NOT NULL,
-        PRIMARY KEY (band, hash, release_id)""",
+    # The band index (archive/families.py BandIndex): sorted segments of (band key, release) pairs, and
+    # the pairs of releases whose text changed since, until a merge leaves them out.
+    "minhash_segments": "id INTEGER PRIMARY KEY, entries INTEGER, keys BLOB, ids BLOB",
+    "minhash_dropped": "key INTEGER NOT NULL, release_id INTEGER NOT NULL, PRIMARY KEY (key, release_id)",
     # Every release looked at: its shingle count, band hashes (to remove them when its text changes)
     # and MinHash values (a candidate's estimated similarity, before its text is read).
     "minhash_releases": "release_id INTEGER PRIMARY KEY, shingles INTEGER, bands BLOB, signature BLOB",
@@ -341,8 +342,10 @@ FAMILY_TABLES = {
 def _ensure_families(db) -> None:
     """Tables of archive/families.py; an older archive gets them empty (``pressarchive link`` fills them)."""
     for name, columns in FAMILY_TABLES.items():
-        rowid = " without rowid" if name == "minhash_bands" else ""  # the key is the whole row
+        rowid = " without rowid" if name == "minhash_dropped" else ""  # the key is the whole row
         db.execute(f"create table if not exists [{name}] ({columns}){rowid}")
+    if "minhash_bands" in db.table_names():
+        _segment_band_rows(db)
     if "signature" not in {column[1] for column in db.execute("pragma table_info(minhash_releases)")}:
         db.execute("alter table minhash_releases add column signature BLOB")
     db.execute("create index if not exists idx_release_links_other_id on release_links (other_id)")
@@ -353,12 +356,30 @@ def _ensure_families(db) -> None:
     _check_minhash_config(db)
 
 
+def _segment_band_rows(db) -> None:
+    """An archive of an older version kept one row per band (``minhash_bands``): its rows become
+    one segment of the band index, and the table goes."""
+    import numpy as np
+
+    from archive.families import BAND_SHIFT, restamp
+
+    rows = db.execute("select band, hash, release_id from minhash_bands order by band, hash, release_id").fetchall()
+    if rows:
+        pairs = np.array(rows, dtype=np.int64)
+        keys = (pairs[:, 0].astype(np.uint64) << np.uint64(BAND_SHIFT)) | pairs[:, 1].astype(np.uint64)
+        db.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)",
+                   [len(rows), keys.astype("<u8").tobytes(), pairs[:, 2].astype("<u4").tobytes()])
+    db.execute("drop table minhash_bands")
+    restamp(db)
+    logger.info("repost index: %d band rows of an older version made into one segment", len(rows))
+
+
 def _check_minhash_config(db) -> None:
     """Band rows and MinHash values made with another configuration (an older version's) would
     never meet the new ones: they are dropped (they are derived from the texts, which stay),
     and ``pressarchive link`` signs those releases again. Links already made are kept."""
     # (imported here: archive.families imports modules that import this one)
-    from archive.families import MINHASH_CONFIG
+    from archive.families import MINHASH_CONFIG, restamp
 
     if "_pressarchive" not in db.table_names():
         db.execute("create table [_pressarchive] ([key] TEXT PRIMARY KEY, [value] TEXT)")
@@ -367,8 +388,9 @@ def _check_minhash_config(db) -> None:
         return
     signed = db.execute("select count(*) from minhash_releases").fetchone()[0]
     if signed:
-        db.execute("delete from minhash_bands")
-        db.execute("delete from minhash_releases")
+        for table in ("minhash_segments", "minhash_dropped", "minhash_releases"):
+            db.execute(f"delete from {table}")
+        restamp(db)
         logger.warning("the archive's repost index was made with another MinHash configuration (%s, now %s): "
                        "dropped; run `pressarchive link` to sign its %d releases again (links already made are "
                        "kept)", row[0] if row else "an older version's", MINHASH_CONFIG, signed)

@@ -62,6 +62,8 @@ import unicodedata
 
 import sqlite_utils
 
+from archive.sql import chunks, marks
+
 logger = logging.getLogger(__name__)
 
 # Bump when search_form() or the table layout changes: ensure_search rebuilds.
@@ -468,9 +470,9 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
         f"union select release_id from {PENDING_TABLE}"
     )
     ids = [row[0] for row in db.execute(missing_sql)]
-    for start in range(0, len(ids), batch):
+    for chunk in chunks(ids, batch):
         with db.atomic():
-            index_releases(db, ids[start : start + batch])
+            index_releases(db, chunk)
     if ids:
         logger.info("search index: indexed %d releases", len(ids))
 
@@ -513,11 +515,10 @@ def _remove(db, release_id: int, fts_key: int, old_row: dict | None, fingerprint
 
 
 def _release_rows(db: sqlite_utils.Database, ids: list[int]):
-    """id, published and INDEXED_COLUMNS of these releases, 500 a query (SQLite limits bound parameters)."""
-    for start in range(0, len(ids), 500):
-        part = ids[start : start + 500]
+    """id, published and INDEXED_COLUMNS of these releases, a chunk a query (SQLite limits bound parameters)."""
+    for part in chunks(ids):
         yield from db.query(f"select id, published, {', '.join(INDEXED_COLUMNS)} from releases "
-                            f"where id in ({','.join('?' * len(part))})", part)
+                            f"where id in ({marks(part)})", part)
 
 
 def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
@@ -532,14 +533,12 @@ def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
     }
     ids = sorted({int(i) for i in release_ids} | set(pending))
     inserts = []  # (fts rowid, release id, values)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk in chunks(ids):
         indexed = {
             r[0]: (r[1], r[2])
             for r in db.execute(
                 f"select release_id, fts_rowid, fingerprint from {ROWS_TABLE} "
-                f"where release_id in ({marks})",
+                f"where release_id in ({marks(chunk)})",
                 chunk,
             )
         }
@@ -558,7 +557,7 @@ def index_releases(db: sqlite_utils.Database, release_ids: list[int]) -> None:
                     return
             if row:
                 inserts.append((new_key, release_id, values, _fingerprint(values)))
-        db.execute(f"delete from {PENDING_TABLE} where release_id in ({marks})", chunk)
+        db.execute(f"delete from {PENDING_TABLE} where release_id in ({marks(chunk)})", chunk)
     insert_prepared(db, inserts)
 
 
@@ -605,11 +604,10 @@ def insert_prepared(db: sqlite_utils.Database, entries: list[tuple]) -> None:
 def log_facets(db: sqlite_utils.Database, release_ids: list[int]) -> None:
     """Append these releases' current facet values to release_facets (see the module docstring)."""
     columns = ", ".join(LOGGED_COLUMNS)
-    for start in range(0, len(release_ids), 500):
-        part = release_ids[start : start + 500]
+    for part in chunks(release_ids):
         db.conn.execute(
             f"insert into {FACETS_TABLE} (release_id, {columns}) select id, {columns} from releases "
-            f"where id in ({','.join('?' * len(part))}) order by id", part)
+            f"where id in ({marks(part)}) order by id", part)
 
 
 def _rebuild(db: sqlite_utils.Database) -> None:
@@ -622,5 +620,5 @@ def _rebuild(db: sqlite_utils.Database) -> None:
     # tokens out whenever a rowid is lower than the last): memory stays flat however large the
     # archive (indexing every release at once held ~5 GB at a million).
     keys = sorted(fts_rowid(i, published) for i, published in db.execute("select id, published from releases"))
-    for start in range(0, len(keys), REBUILD_CHUNK):
-        insert_prepared(db, prepare(_release_rows(db, [key % ID_BITS for key in keys[start : start + REBUILD_CHUNK]])))
+    for part in chunks(keys, REBUILD_CHUNK):
+        insert_prepared(db, prepare(_release_rows(db, [key % ID_BITS for key in part])))

@@ -36,6 +36,7 @@ import json
 from typing import NamedTuple
 
 from archive.clock import now_iso
+from archive.sql import chunks, marks
 from archive.urls import scheme_twin
 
 RELATION = "translation"
@@ -170,20 +171,15 @@ def _with_evidence(db, release_ids: list[int], pieces: set[str]):
     translation: those whose page declares another version or whose address another page
     declares, and those whose address holds a piece of a registry ``translations`` key. A few
     queries for all of them (most new releases have none)."""
-    for start in range(0, len(release_ids), 400):
-        chunk = release_ids[start : start + 400]
-        marks = ", ".join("?" * len(chunk))
+    for chunk in chunks(release_ids):
         releases = {row[0]: Release(*row) for row in db.execute(
-            f"select id, url, source_id, language from releases where id in ({marks})", chunk).fetchall()}
+            f"select id, url, source_id, language from releases where id in ({marks(chunk)})", chunk).fetchall()}
         declaring = {row[0] for row in db.execute(
-            f"select distinct release_id from release_alternates where release_id in ({marks})", chunk).fetchall()}
+            f"select distinct release_id from release_alternates where release_id in ({marks(chunk)})",
+            chunk).fetchall()}
         urls = [url for release in releases.values() for url in (release.url, scheme_twin(release.url))]
-        declared_urls = set()
-        for first in range(0, len(urls), 800):
-            part = urls[first : first + 800]
-            declared_urls.update(row[0] for row in db.execute(
-                f"select distinct url from release_alternates where url in ({', '.join('?' * len(part))})",
-                part).fetchall())
+        declared_urls = {row[0] for part in chunks(urls) for row in db.execute(
+            f"select distinct url from release_alternates where url in ({marks(part)})", part).fetchall()}
         for release_id in chunk:
             release = releases.get(release_id)
             if release is None:
@@ -221,12 +217,10 @@ def link_all(db, batch: int = 5000, at: str | None = None) -> int:
     pairs = registry_pairs(db)
     sources = sorted({source_id for source_id, _, _ in pairs})
     ids = [row[0] for row in db.execute("select distinct release_id from release_alternates order by release_id")]
-    for start in range(0, len(sources), 400):
-        chunk = sources[start:start + 400]
+    for chunk in chunks(sources):
         ids += [row[0] for row in db.execute(
-            f"select id from releases where source_id in ({', '.join('?' * len(chunk))}) order by id", chunk)]
-    ids = sorted(set(ids))
+            f"select id from releases where source_id in ({marks(chunk)}) order by id", chunk)]
     linked: set[tuple[int, int]] = set()
-    for start in range(0, len(ids), batch):
-        linked.update(link_new(db, ids[start:start + batch], at=at))
+    for chunk in chunks(sorted(set(ids)), batch):
+        linked.update(link_new(db, chunk, at=at))
     return len(linked)

@@ -53,13 +53,14 @@ from archive.search_index import (
     rewrite_query,
     user_match,
 )
+from archive.sql import chunks
+from archive.sql import marks as placeholders
 
 CHANNELS = ("webhook", "email")
 KINDS = ("new", "changed", "removed")
 NAME = re.compile(r"^[\w.-]{1,64}$")  # letters of any script, digits, _ . -
 SUMMARY_CHARS = 240  # excerpt of a new match around its first matching term
 DIFF_CHARS = 4000  # a changed entry's diff is cut here (the whole diff is in release_versions)
-CHUNK = 500  # ids per IN (...) list (SQLite's bound-parameter limit)
 
 
 class WatchError(ValueError):
@@ -208,9 +209,7 @@ def deliveries(db, name: str | None = None) -> list[dict]:
 
 
 def _chunks(ids):
-    ids = sorted(set(ids))
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
+    return chunks(sorted(set(ids)))
 
 
 def watch_matches(db, watch: Watch, release_ids) -> set[int]:
@@ -224,7 +223,7 @@ def watch_matches(db, watch: Watch, release_ids) -> set[int]:
     keys: set[int] = set()
     for chunk in _chunks(release_ids):
         keys.update(row[0] for row in db.execute(
-            f"select fts_rowid from {ROWS_TABLE} where release_id in ({','.join('?' * len(chunk))})", chunk))
+            f"select fts_rowid from {ROWS_TABLE} where release_id in ({placeholders(chunk)})", chunk))
     match = user_match(watch.query)
     found: set[int] = set()
     for low, high in _date_ranges(keys):
@@ -253,7 +252,7 @@ def _filtered(db, watch: Watch, ids: set[int]) -> set[int]:
         return ids
     clauses, params = [], []
     if watch.sources:
-        clauses.append(f"source_id in ({','.join('?' * len(watch.sources))})")
+        clauses.append(f"source_id in ({placeholders(watch.sources)})")
         params += watch.sources
     if watch.languages:  # "zh" is zh, zh-CN, zh-Hans...
         clauses.append("(" + " or ".join("lower(language) = ? or lower(language) like ?"
@@ -261,11 +260,11 @@ def _filtered(db, watch: Watch, ids: set[int]) -> set[int]:
         for language in watch.languages:
             params += [language.lower(), language.lower() + "-%"]
     if watch.types:
-        clauses.append(f"statement_type in ({','.join('?' * len(watch.types))})")
+        clauses.append(f"statement_type in ({placeholders(watch.types)})")
         params += watch.types
     kept: set[int] = set()
     for chunk in _chunks(ids):
-        rows = db.execute(f"select id from releases where id in ({','.join('?' * len(chunk))}) "
+        rows = db.execute(f"select id from releases where id in ({placeholders(chunk)}) "
                           f"and {' and '.join(clauses)}", [*chunk, *params])
         kept.update(row[0] for row in rows)
     return kept
@@ -294,7 +293,7 @@ def _watched(db, name: str, ids) -> set[int]:
     for chunk in _chunks(ids):
         found.update(row[0] for row in db.execute(
             f"select distinct release_id from watch_entries where watch = ? "
-            f"and release_id in ({','.join('?' * len(chunk))})", [name, *chunk]))
+            f"and release_id in ({placeholders(chunk)})", [name, *chunk]))
     return found
 
 
@@ -344,7 +343,7 @@ def _release_rows(db, ids) -> dict[int, dict]:
     rows = {}
     for chunk in _chunks(ids):
         for row in db.query(f"select id, title, url, text, first_seen from releases "
-                            f"where id in ({','.join('?' * len(chunk))})", chunk):
+                            f"where id in ({placeholders(chunk)})", chunk):
             rows[row["id"]] = row
     return rows
 

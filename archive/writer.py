@@ -27,6 +27,7 @@ from archive import families, history, search_index, translations
 from archive.clock import parse_iso
 from archive.items import EntryFetch, ReleaseCheck, ReleaseItem
 from archive.schema import open_archive
+from archive.sql import chunks, marks
 from archive.statement_type import classify
 from archive.urls import normalise_url, scheme_twin
 
@@ -448,10 +449,9 @@ class ArchiveWriter(Preparer):
     def _ids_by_url(self, urls) -> dict[str, int]:
         """url -> id of the releases with these URLs (in chunks: SQLite limits bound parameters)."""
         ids = {}
-        for start in range(0, len(urls), 400):
-            chunk = urls[start : start + 400]
+        for chunk in chunks(urls):
             ids.update(self.db.execute(
-                f"select url, id from releases where url in ({', '.join('?' * len(chunk))})", chunk).fetchall())
+                f"select url, id from releases where url in ({marks(chunk)})", chunk).fetchall())
         return ids
 
     def _store_attachment(self, item: ReleaseItem):

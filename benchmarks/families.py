@@ -11,14 +11,16 @@ planted set of
 * **near-misses**: short releases of one source whose text is mostly its long footer.
 
 Writes them with :class:`archive.writer.ArchiveWriter` ``write`` (batches of ``--batch``
-items, as the crawl's store does) twice, same data, same run: with linking switched off
-(``families.link_new`` replaced by a no-op) and with it, into two files. Prints the writer's
+items, as the crawl's store does; by default the crawl's ``ARCHIVE_BATCH_SIZE``) twice, same
+data, same run, batch after batch in turn: with linking switched off (``families.link_new``
+replaced by a no-op) and with it, into two files, so that the machine's changing load
+falls on both alike. Prints the writer's
 time per release both ways and the added cost, the precision and recall of the repost links
 against the planted groups (a planted pair counts as found when both are in one family; a
 link is right when both ends belong to one planted group), what the near-misses and the
 translations got, and the archive size both ways.
 
-    python benchmarks/families.py [--releases 100000] [--batch 100]
+    python benchmarks/families.py [--releases 100000] [--batch 25]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from archive import families
 from archive.items import ReleaseItem
 from archive.schema import open_archive
 from archive.writer import ArchiveWriter
+from crawler import settings
 from pipelines.extraction import content_hash
 
 SOURCES = 60
@@ -142,34 +145,40 @@ def make(releases: int, seed: int = 23):
     return items, groups, near, translations
 
 
-def store(path: Path, items, batch: int, link: bool) -> tuple[float, float, float]:
-    """Write ``items`` into a new archive at ``path``; returns (wall seconds, CPU seconds of this
-    process: the writer runs in this thread, no checkpointer thread; CPU time does not count
-    the time other programs on the machine take from it; CPU seconds of signing the texts for
-    the linker, done before, as the cleaning workers do)."""
+def store(plain: Path, linked: Path, items, batch: int) -> dict:
+    """Write ``items`` into two new archives, batch after batch in turn: ``plain`` with linking
+    switched off (``families.link_new`` a no-op), ``linked`` with it, so that both writers run
+    in the same minutes of the machine's life. Returns the seconds of each (wall, and CPU of
+    this process: the writers run in this thread, no checkpointer thread) and the CPU seconds
+    of signing the texts for the linker, done before, as the cleaning workers do."""
     from archive import search_index
 
     for item in items:
         item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
-        item.minhash = None
-    signing = 0.0
-    if link:  # what the crawl's cleaning workers do for the linker (pipelines/clean.py), timed apart
-        cpu = time.process_time()
-        for item in items:
-            item.minhash = families.sign(item.text)
-        signing = time.process_time() - cpu
+    cpu = time.process_time()
+    signed = [families.sign(item.text) for item in items]  # pipelines/clean.py, in the workers
+    signing = time.process_time() - cpu
     original = families.link_new
-    if not link:
-        families.link_new = lambda db, ids, at=None, texts=None: None
-    writer = ArchiveWriter(path, background_checkpoints=False)
+    writers = {"plain": ArchiveWriter(plain, background_checkpoints=False),
+               "linked": ArchiveWriter(linked, background_checkpoints=False)}
+    spent = {(name, clock): 0.0 for name in writers for clock in ("wall", "cpu")}
     try:
-        started, cpu = time.perf_counter(), time.process_time()
         for start in range(0, len(items), batch):
-            writer.write(items[start : start + batch])
-        return time.perf_counter() - started, time.process_time() - cpu, signing
+            part = items[start : start + batch]
+            for name, writer in writers.items():
+                link = name == "linked"
+                for item, signature in zip(part, signed[start : start + batch]):
+                    item.minhash = signature if link else None
+                families.link_new = original if link else (lambda db, ids, at=None, texts=None: None)
+                wall, cpu = time.perf_counter(), time.process_time()
+                writer.write(part)
+                spent[(name, "wall")] += time.perf_counter() - wall
+                spent[(name, "cpu")] += time.process_time() - cpu
     finally:
         families.link_new = original
-        writer.close()
+        for writer in writers.values():
+            writer.close()
+    return {**spent, "signing": signing}
 
 
 def size(path: Path) -> int:
@@ -201,7 +210,8 @@ def score(path: Path, groups, near, translations) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=100, help="items per ArchiveWriter.write (one transaction)")
+    parser.add_argument("--batch", type=int, default=settings.ARCHIVE_BATCH_SIZE,
+                        help="items per ArchiveWriter.write (one transaction; default: the crawl's ARCHIVE_BATCH_SIZE)")
     parser.add_argument("--seed", type=int, default=23)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -216,14 +226,14 @@ def main():
           f"writer batches of {args.batch}")
     with tempfile.TemporaryDirectory() as folder:
         plain, linked = Path(folder) / "plain.db", Path(folder) / "linked.db"
-        (base, base_cpu, _), (cost, cost_cpu, signing) = (store(plain, items, args.batch, link=False),
-                                                          store(linked, items, args.batch, link=True))
-        for what, without, with_ in (("wall", base, cost), ("CPU", base_cpu, cost_cpu)):
+        spent = store(plain, linked, items, args.batch)
+        for what, clock in (("wall", "wall"), ("CPU", "cpu")):
+            without, with_ = spent[("plain", clock)], spent[("linked", clock)]
             per, extra = without / len(items) * 1e6, (with_ - without) / len(items) * 1e6
             print(f"writer {what} time without linking: {without:.1f} s ({per:.0f} us/release); with linking: "
                   f"{with_:.1f} s; added {extra:.0f} us/release = {extra / per:.0%} of the writer's cost")
         print(f"cleaning workers (in parallel, before the writer): signing the texts for the linker took "
-              f"{signing / len(items) * 1e6:.0f} us of CPU a release (families.sign)")
+              f"{spent['signing'] / len(items) * 1e6:.0f} us of CPU a release (families.sign)")
         result = score(linked, groups, near, translations)
         print(f"reposts: {result['links']:,} links, precision {result['precision']:.4f}; "
               f"recall {result['recall']:.4f} of {result['pairs']:,} planted pairs (same family)")

@@ -7,6 +7,7 @@ with the real CLI in a child process.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def rows(path, sql):
         return conn.execute(sql).fetchall()
 
 
+def band_pairs(path):
+    """The (band key, release) pairs of the archive's band index."""
+    db = open_archive(path)
+    try:
+        return families.band_index(db).pairs()
+    finally:
+        db.close()
+
+
 def family_rows(path):
     return {
         "families": rows(path, "select id, first_release_id, first_source_id, first_published, member_count, "
@@ -109,7 +119,7 @@ def test_word_shingles_ignore_case_punctuation_and_spacing():
 
 
 def test_chinese_is_shingled_by_characters():
-    words = families.tokens(families.normal_lines("中方愿同加方加强对话与合作"))
+    [words] = families._line_tokens(families.normal_lines("中方愿同加方加强对话与合作"))
     assert words == list("中方愿同加方加强对话与合作")
     assert families.shingle_size(words) == families.CJK_SHINGLE
     one = families.shingles(["中方愿同加方加强对话与合作"])
@@ -149,7 +159,7 @@ def test_texts_signed_by_the_workers_link_as_texts_signed_by_the_writer(tmp_path
              "\n".join(UNRELATED[2] + FOOTER), "\n".join(OTHER_STATEMENT)]
     tables = {"release_links": "release_id, other_id, relation, score, evidence",  # (not when: linked_at)
               "families": "id, first_release_id, first_source_id, first_published, member_count, languages, sources",
-              "family_members": "*", "minhash_bands": "*", "minhash_releases": "*"}
+              "family_members": "*", "minhash_releases": "*"}
     found = []
     for signed in (False, True):
         items = [item(f"https://s{n % 3}.example/{n}", text, source=f"s{n % 3}", published=f"2017-06-{10 + n}")
@@ -159,7 +169,8 @@ def test_texts_signed_by_the_workers_link_as_texts_signed_by_the_writer(tmp_path
         path = tmp_path / f"signed-{signed}.db"
         write(path, items, batch=3)
         found.append({t: rows(path, f"select {columns} from {t} order by 1, 2") for t, columns in tables.items()})
-    assert found[0]["release_links"] and found[0]["families"]
+        found[-1]["bands"] = band_pairs(path)
+    assert found[0]["release_links"] and found[0]["families"] and found[0]["bands"]
     assert found[0] == found[1]
 
 
@@ -265,14 +276,16 @@ def test_rebuild_gives_identical_tables(tmp_path):
                  "\n".join(UNRELATED[1] + FOOTER), repost(STATEMENT, "Copy:", [], ("Ottawa", "Toronto")),
                  "\n".join(UNRELATED[2] + FOOTER)])]
     write(path, items, batch=2)
-    tables = ("release_links", "families", "family_members", "minhash_bands", "minhash_releases")
+    tables = ("release_links", "families", "family_members", "minhash_releases")
     before = {t: rows(path, f"select * from {t} order by 1, 2") for t in tables}
-    assert before["families"] and before["release_links"]
+    bands = band_pairs(path)
+    assert before["families"] and before["release_links"] and len(bands) == 6 * families.BANDS
     db = open_archive(path)
     with db.conn:
         families.rebuild(db)
     db.close()
     assert {t: rows(path, f"select * from {t} order by 1, 2") for t in tables} == before
+    assert band_pairs(path) == bands
 
 
 # --- A real crawl of fixture sites -------------------------------------------------------------
@@ -308,17 +321,21 @@ def test_crawl_links_a_ministry_statement_and_its_two_reposts(tmp_path, site_ser
     assert sorted(rows(db, "select release_id, other_id, relation from release_links")) == sorted(
         (*sorted(pair), "repost") for pair in ((statement, repost_a), (statement, repost_b), (repost_a, repost_b)))
 
-    tables = ("release_links", "families", "family_members", "minhash_bands", "minhash_releases")
+    tables = ("release_links", "families", "family_members", "minhash_releases")
     before = {t: rows(db, f"select * from {t} order by 1, 2") for t in tables}
+    bands = band_pairs(db)
+    assert {release for _, release in bands} == set(by_path.values())
     second = cli(["crawl", "--sources", sources, "--db", db], tmp_path, when="2017-06-28T00:00:00Z")
     assert second.returncode == 0, second.stderr
     assert {t: rows(db, f"select * from {t} order by 1, 2") for t in tables} == before
+    assert band_pairs(db) == bands
 
     rebuilt = cli(["link", "--rebuild", "--db", db], tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.stdout.strip() == ("6 releases looked at (all, rebuilt); 3 of 6 releases in 1 families; "
                                       "3 links (3 reposts, 0 translations)")
     assert {t: rows(db, f"select * from {t} order by 1, 2") for t in tables} == before
+    assert band_pairs(db) == bands
     again = cli(["link", "--db", db], tmp_path)
     assert again.stdout.strip() == ("0 releases looked at (not linked before); 3 of 6 releases in 1 families; "
                                     "3 links (3 reposts, 0 translations)")
@@ -366,3 +383,97 @@ def test_an_archive_signed_with_another_configuration_is_signed_again_by_link(tm
     assert rows(path, "select value from _pressarchive where key = 'minhash'") == [(families.MINHASH_CONFIG,)]
     again = cli(["link", "--db", path], tmp_path)
     assert again.returncode == 0 and "another MinHash configuration" not in again.stderr
+
+
+# --- The band index: segments, merges, changed texts, old archives, rollbacks ------------------------
+
+def stored_band_pairs(path):
+    """What the index must hold: each release's current band hashes, as minhash_releases keeps them."""
+    return {(families._band_key(band, int(value)), release_id)
+            for release_id, bands in rows(path, "select release_id, bands from minhash_releases where bands is not null")
+            for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))}
+
+
+def many_texts(count):
+    """Distinct statements of 3 lines (each written for its own source: nothing is boilerplate)."""
+    words = ["ministry", "embassy", "statement", "dialogue", "security", "cooperation", "trade", "visa", "consular",
+             "treaty", "summit", "minister", "delegation", "agreement", "partners", "climate", "energy", "health"]
+    texts = []
+    for n in range(count):
+        lines = [" ".join(words[(n * 7 + k * 3 + j) % len(words)] + f"{n}x{k}x{j}" for j in range(14))
+                 for k in range(3)]
+        texts.append("\n".join(lines))
+    return texts
+
+
+def test_band_index_merges_segments_and_forgets_the_keys_of_changed_texts(tmp_path):
+    path = tmp_path / "archive.db"
+    texts = many_texts(40)
+    items = [item(f"https://s{n}.example/r", text, source=f"s{n}", published="2017-06-20") for n, text in enumerate(texts)]
+    items.append(item("https://copy.example/r", "Copy of the statement:\n" + texts[0], source="copy"))
+    write(path, items, batch=1)
+    segments = rows(path, "select entries from minhash_segments order by id")
+    # 41 batches, one segment each, merged while the older is not more than twice the newer: a few left
+    assert 2 <= len(segments) <= 6 and sum(n for (n,) in segments) == 41 * families.BANDS, segments
+    assert all(older > 2 * newer for (older,), (newer,) in itertools.pairwise(segments)), segments
+    assert band_pairs(path) == stored_band_pairs(path) and len(band_pairs(path)) == 41 * families.BANDS
+    assert rows(path, "select release_id, other_id from release_links") == [(1, 41)]
+
+    # Release 1's text changes: its old keys are dropped (listed until a merge removes them), its new ones found
+    old = {pair for pair in band_pairs(path) if pair[1] == 1}
+    write(path, [item("https://s0.example/r", texts[1].replace("x", "y"), source="s0", fetched_at="2017-06-24T00:00:00Z")])
+    assert band_pairs(path) == stored_band_pairs(path) and not old & band_pairs(path)
+    assert set(rows(path, "select key, release_id from minhash_dropped")) == old  # still in their segments
+    assert rows(path, "select release_id, other_id from release_links") == []  # no longer a copy of 41
+    more = [item(f"https://t{n}.example/r", text, source=f"t{n}") for n, text in enumerate(many_texts(120)[50:])]
+    write(path, more, batch=10)
+    assert band_pairs(path) == stored_band_pairs(path)
+    held = {pair for (keys, ids) in rows(path, "select keys, ids from minhash_segments")
+            for pair in zip(np.frombuffer(keys, "<u8").tolist(), np.frombuffer(ids, "<u4").tolist())}
+    # merged away: no segment holds the old keys, and nothing is listed as dropped any more
+    assert not old & held and rows(path, "select count(*) from minhash_dropped") == [(0,)]
+    # the text changes back: its first keys count again
+    write(path, [item("https://s0.example/r", texts[0], source="s0", fetched_at="2017-06-25T00:00:00Z")])
+    assert band_pairs(path) == stored_band_pairs(path) and old <= band_pairs(path)
+    assert rows(path, "select release_id, other_id from release_links") == [(1, 41)]
+
+
+def test_an_archive_with_band_rows_gets_them_as_one_segment(tmp_path):
+    """An older version kept a row per band (minhash_bands): opening the archive makes them one
+    segment, and a repost written afterwards is found through it."""
+    path = tmp_path / "archive.db"
+    write(path, [item("https://s0.example/s", "\n".join(STATEMENT), source="s0"),
+                 item("https://s1.example/o", "\n".join(OTHER_STATEMENT), source="s1")])
+    pairs = band_pairs(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("create table minhash_bands (band INTEGER NOT NULL, hash INTEGER NOT NULL, "
+                     "release_id INTEGER NOT NULL, PRIMARY KEY (band, hash, release_id)) without rowid")
+        conn.executemany("insert into minhash_bands values (?, ?, ?)",
+                         [(key >> families.BAND_SHIFT, key & ((1 << families.BAND_SHIFT) - 1), release)
+                          for key, release in pairs])
+        conn.execute("delete from minhash_segments")
+    assert band_pairs(path) == pairs
+    assert "minhash_bands" not in {name for (name,) in rows(path, "select name from sqlite_master")}
+    assert rows(path, "select count(*) from minhash_segments") == [(1,)]
+    write(path, [item("https://s2.example/r", repost(STATEMENT, "Repost:", FOOTER), source="s2")])
+    assert rows(path, "select release_id, other_id, relation from release_links") == [(1, 3, "repost")]
+
+
+def test_a_rolled_back_batch_leaves_nothing_in_the_index_a_writer_holds(tmp_path):
+    path = tmp_path / "archive.db"
+    write(path, [item("https://s0.example/s", "\n".join(STATEMENT), source="s0")])
+    db = open_archive(path)
+    try:
+        index = families.band_index(db)
+        before = index.pairs()
+        db.conn.execute("begin")
+        db.conn.execute("insert into releases (id, source_id, url, text) values (2, 's1', 'https://s1.example/r', ?)",
+                        [repost(STATEMENT, "Repost:", FOOTER)])
+        families.link_reposts(db, [2])
+        assert families.band_index(db).pairs() > before and rows(path, "select count(*) from releases") == [(1,)]
+        db.conn.execute("rollback")
+        assert families.band_index(db) is index and index.pairs() == before  # read again: its stamp went back
+    finally:
+        db.close()
+    write(path, [item("https://s1.example/r", repost(STATEMENT, "Repost:", FOOTER), source="s1")])
+    assert rows(path, "select release_id, other_id, relation from release_links") == [(1, 2, "repost")]
