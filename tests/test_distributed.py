@@ -31,6 +31,20 @@ def env():
     return child_env()
 
 
+def wait_for_items(redis_url, workers, timeout=120):
+    """Until the workers have put an item in Redis for the ingester (or all ended)."""
+    import redis
+
+    from pipelines.queue import ITEMS_KEY
+
+    server = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while not server.llen(ITEMS_KEY) and time.monotonic() < deadline:
+        if all(worker.poll() is not None for worker in workers):
+            return
+        time.sleep(0.1)
+
+
 def start(args, cwd, log):
     return subprocess.Popen([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env(),
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -84,9 +98,12 @@ def test_two_workers_one_ingester_equal_single_process(tmp_path, redis_url, slow
     work = tmp_path / "dist"
     work.mkdir()
     common = ["--sources", str(sources), "--redis", redis_url, "--idle-exit", "4", "--log-level", "INFO"]
-    ingester = start(["ingest", "--redis", redis_url, "--db", "dist.db", "--idle-exit", "12"], work, work / "ingest.log")
     w1 = start(["crawl", *common, "--seed", "--db", "w1.db"], work, work / "w1.log")
     w2 = start(["crawl", *common, "--db", "w2.db"], work, work / "w2.log")
+    # The ingester runs beside the workers from their first item on (started before it, on a loaded
+    # machine, it could idle out while the workers were still starting).
+    wait_for_items(redis_url, (w1, w2))
+    ingester = start(["ingest", "--redis", redis_url, "--db", "dist.db", "--idle-exit", "12"], work, work / "ingest.log")
     for proc in (w1, w2, ingester):
         assert proc.wait(180) == 0, (work / "w1.log").read_text()[-2000:] + (work / "ingest.log").read_text()[-2000:]
     assert archive_rows(work / "dist.db") == expected

@@ -357,12 +357,14 @@ def test_ingest_runs_the_watches_when_a_worker_run_closes(tmp_path, site_server,
                     tmp_path, 60)
     assert added.returncode == 0, added.stderr
     env = {**child_env(T0), **FAST}
-    ingester = subprocess.Popen([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url, "--db", "dist.db",
-                                 "--idle-exit", "8"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
     worker = run_cli(["crawl", "--sources", sources, "--redis", redis_url, "--seed", "--idle-exit", "2",
                       "--db", "w.db"], tmp_path, 180, when=T0, env=FAST)
     assert worker.returncode == 0, worker.stderr[-2000:]
+    # The worker's items and its run's end wait in Redis (an ingester started first could idle out on a
+    # loaded machine before the worker's first item).
+    ingester = subprocess.Popen([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url, "--db", "dist.db",
+                                 "--idle-exit", "3"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
     out, _ = ingester.communicate(timeout=180)
     assert ingester.returncode == 0, out
     assert "watch dialogue: 4 new, 0 changed, 0 removed; webhook 4 entries delivered" in out, out
