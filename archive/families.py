@@ -492,8 +492,7 @@ class BandIndex:
     changes with every write, so a writer whose transaction was rolled back, or an archive
     another process linked, is read again."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self):
         self.stamp: str | None = None
         self.segments: list[Segment] = []
         self.dropped: set[tuple[int, int]] = set()
@@ -538,8 +537,9 @@ class BandIndex:
         return buckets
 
     def drop(self, db, keys: list[int], ids: list[int]) -> None:
-        """These (key, release) pairs are no longer in the index (the release's text changed)."""
-        pairs = set(zip(keys, ids)) - self.dropped
+        """These (key, release) pairs are no longer in the index (the release's text changed); only
+        pairs a segment holds are listed, so a pair listed is always one a merge can remove."""
+        pairs = {pair for pair in set(zip(keys, ids)) - self.dropped if self._holds(*pair)}
         if pairs:
             db.conn.executemany("insert or ignore into minhash_dropped (key, release_id) values (?, ?)", sorted(pairs))
             self.dropped |= pairs
@@ -560,17 +560,18 @@ class BandIndex:
         while len(self.segments) >= 2 and len(self.segments[-2].keys) <= 2 * len(self.segments[-1].keys):
             older, newer = self.segments[-2], self.segments[-1]
             keys_, ids_ = _by_key(np.concatenate([older.keys, newer.keys]), np.concatenate([older.ids, newer.ids]))
-            removed = self._without_dropped(keys_, ids_)
+            keep, removed = self._without_dropped(keys_, ids_)
             db.conn.execute("delete from minhash_segments where id in (?, ?)", [older.id, newer.id])
             del self.segments[-2:]
-            self._write(db, keys_[removed[0]], ids_[removed[0]])
-            gone = {pair for pair in removed[1] if not self._holds(*pair)}
+            self._write(db, keys_[keep], ids_[keep])
+            gone = {pair for pair in removed if not self._holds(*pair)}
             if gone:  # no segment holds them any more
                 db.conn.executemany("delete from minhash_dropped where key = ? and release_id = ?", sorted(gone))
                 self.dropped -= gone
         self._stamp(db)
 
     def _without_dropped(self, keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, set]:
+        """(mask of the pairs to keep, the dropped pairs found among these)."""
         keep, removed = np.ones(len(keys), dtype=bool), set()
         for key, release_id in self.dropped:
             low, high = np.searchsorted(keys, np.uint64(key), "left"), np.searchsorted(keys, np.uint64(key), "right")
@@ -612,7 +613,7 @@ def band_index(db) -> BandIndex:
     index = _INDEXES.get(path)
     if index is None:
         _INDEXES.clear()
-        index = _INDEXES[path] = BandIndex(path)
+        index = _INDEXES[path] = BandIndex()
     index.sync(db)
     return index
 
