@@ -31,13 +31,14 @@ releases only yields its newest ones (every copy of a statement found is enough:
 family is the union of its links).
 
 Signing. The crawl's cleaning workers sign each text line by line (:func:`sign`: each
-normalised line's :func:`line_key`, its shingles, its MinHash values; shingles do not
-cross lines), and the writer is offered what they made (:meth:`Texts.offer`): for each release
-it drops the lines whose keys its context holds and takes the element-wise minimum of the
-rest's values, which is exactly the MinHash of those lines' shingles. A release nobody
-signed (``pressarchive link``, re-extraction, a distributed crawl's items) is signed from
-its text in the writer, with the same result. :data:`MINHASH_CONFIG` names the
-configuration; archive/schema.py drops the band index made with another one.
+normalised line's :func:`line_key`, its shingles sorted by value, its MinHash values; shingles
+do not cross lines), and the writer is offered what they made (:meth:`Texts.offer`): for each
+release it drops the lines whose keys its context holds and takes the element-wise minimum of
+the rest's values, which is exactly the MinHash of those lines' shingles, for a whole batch in
+a few array operations (:meth:`Texts.own_lines`). A release nobody signed (``pressarchive
+link``, re-extraction, a distributed crawl's items) is signed from its text in the writer,
+with the same result. :data:`MINHASH_CONFIG` names the configuration; archive/schema.py drops
+the band index made with another one.
 
 Measured on benchmarks/families.py (100,000 synthetic releases, EN and ZH, planted
 reposts with their own header/footer, a changed first line, an added sentence and an
@@ -45,8 +46,8 @@ edited one, translations, and near-misses sharing only a long footer), at THRESH
 with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
 0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.1% (545 bytes a
 release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
-added cost is not within the issue's 20%: +395 us of CPU a release against 1,263 us
-without linking, in the crawl's batches of 25 (see the README).
+added cost is just above the issue's 20%: +145 us of CPU a release against 669 us without
+linking (22%), in the crawl's batches of 25 (see the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id
@@ -100,6 +101,7 @@ BUCKET_LIMIT = 50
 # changes): a new configuration, shingling or hash must change this string.
 MINHASH_CONFIG = f"perm={NUM_PERM} bands={BANDS}x{ROWS} seed={SEED} shingles={WORD_SHINGLE}w/{CJK_SHINGLE}c per-line"
 TEXTS_CACHED = 5000  # releases whose lines and shingles the writer keeps between batches
+SIGNATURES_CACHED = 50_000  # releases whose stored MinHash values the writer keeps (about 10 MB)
 RELATION = "repost"
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -243,7 +245,7 @@ class Signed(NamedTuple):
 
     keys: np.ndarray  # uint64: line_key of each normalised line
     line_of: np.ndarray  # uint32: the line of each shingle
-    shingles: np.ndarray  # uint32: each line's distinct shingles, line after line
+    shingles: np.ndarray  # uint32: each line's distinct shingles, in ascending order (then by line)
     values: np.ndarray  # uint32, one row of NUM_PERM per line: its MinHash (all 0xFFFFFFFF without shingles)
 
 
@@ -255,12 +257,13 @@ def sign(text: str | None) -> Signed:
     if len(hashes):
         starts = np.flatnonzero(np.r_[True, line_of[1:] != line_of[:-1]])
         values[line_of[starts]] = np.minimum.reduceat(_permuted(hashes), starts, axis=0)
-    return Signed(keys, line_of, hashes, values)
+    order = np.argsort(hashes, kind="stable")  # the writer takes a release's own distinct ones without a sort
+    return Signed(keys, line_of[order], hashes[order], values)
 
 
-def band_hashes(values: np.ndarray) -> list[int]:
-    """One 47-bit hash per band of ROWS MinHash values (fits SQLite's INTEGER in 6 bytes); given
-    several releases' values (one row each), a list per release."""
+def band_hashes(values: np.ndarray) -> np.ndarray:
+    """One 47-bit hash per band of ROWS MinHash values (fits SQLite's INTEGER in 6 bytes): given
+    several releases' values (one row each), a row of BANDS per release."""
     rows = values.astype(np.uint64).reshape(-1, BANDS, ROWS)
     combined = rows[:, :, 0].copy()
     for j in range(1, ROWS):
@@ -268,7 +271,7 @@ def band_hashes(values: np.ndarray) -> list[int]:
     combined ^= combined >> np.uint64(29)
     combined *= np.uint64(0xBF58476D1CE4E5B9)
     combined >>= np.uint64(17)
-    return combined[0].tolist() if values.ndim == 1 else combined.tolist()
+    return combined
 
 
 def estimate(a: np.ndarray, b: np.ndarray) -> float:
@@ -293,7 +296,7 @@ class Texts:
     workers signed; a release nobody signed is signed here from its text (``pressarchive
     link``, re-extraction, items from elsewhere: the same :func:`sign`, the same links).
     :meth:`forget` drops the releases whose text changed. At most :data:`TEXTS_CACHED`
-    releases are kept."""
+    releases are kept, and each source's newest ids (:meth:`contexts`)."""
 
     def __init__(self, db):
         self.db = db
@@ -302,6 +305,9 @@ class Texts:
         self.offered: dict[str, Signed] = {}  # content_hash -> Signed by a cleaning worker
         self.before: dict[int, list[int]] = {}  # id -> its context (CONTEXT releases of its source before it)
         self.shingled: dict[int, tuple] = {}  # id -> (shingles, MinHash values or None) of its own lines
+        # source -> (its newest release ids up to seen_up_to, ascending; whether they are all it has)
+        self.newest: dict[str, tuple[list[int], bool]] = {}
+        self.seen_up_to: int | None = None  # the largest release id the archive held when last looked at
 
     def offer(self, content_hash: str | None, signed: Signed | None) -> None:
         """What a cleaning worker signed, for the release with this content (taken when linked)."""
@@ -348,24 +354,58 @@ class Texts:
                     self.rows[release_id] = (source_id, frozenset(keys))
 
     def contexts(self, ids) -> None:
-        """Find the context of each of these releases: for the releases of one source that
-        follow one another (a crawl's new releases), one query for them all."""
+        """Find the context of each of these releases. Each source's newest ids are kept
+        (:attr:`newest`) and brought up to date with the releases stored since the last batch,
+        whoever stored them (ids only grow and a release keeps its source), so a crawl's new
+        releases need no query of their own; a source seen for the first time is read in one
+        statement with the others; a release that is not among its source's newest (a changed
+        one) is looked up on its own."""
         by_source: dict[str, list[int]] = {}
         for release_id in sorted(set(ids)):
             if release_id not in self.before and release_id in self.rows:
                 by_source.setdefault(self.rows[release_id][0], []).append(release_id)
+        if not by_source:
+            return
+        self._catch_up()
+        unknown = [source_id for source_id in by_source if source_id not in self.newest]
+        if len(self.newest) + len(unknown) > 4 * TEXTS_CACHED:
+            self.newest.clear()
+            unknown = list(by_source)
+        for part in chunks(unknown, 100):  # one statement for many sources
+            query = " union all ".join([(
+                "select * from (select source_id, id from releases where source_id = ? and id <= ? "
+                "order by id desc limit ?)")] * len(part))
+            limits = {source_id: len(by_source[source_id]) + CONTEXT for source_id in part}
+            found_of: dict[str, list[int]] = {source_id: [] for source_id in part}
+            values = [value for source in part for value in (source, self.seen_up_to, limits[source])]
+            for source_id, release_id in self.db.execute(query, values).fetchall():
+                found_of[source_id].append(release_id)
+            for source_id, found in found_of.items():  # (all of the source's ids when fewer than asked)
+                self.newest[source_id] = (sorted(found), len(found) < limits[source_id])
         for source_id, group in by_source.items():
-            limit = len(group) + CONTEXT
-            found = [row[0] for row in self.db.execute(
-                "select id from releases where source_id = ? and id <= ? order by id desc limit ?",
-                [source_id, group[-1], limit]).fetchall()][::-1]
+            found, complete = self.newest[source_id]
             position = {release_id: n for n, release_id in enumerate(found)}
             for release_id in group:
                 n = position.get(release_id)
-                if n is not None and (n >= CONTEXT or len(found) < limit):
+                if n is not None and (n >= CONTEXT or complete):
                     self.before[release_id] = found[max(0, n - CONTEXT) : n][::-1]
-                else:  # not one run of the source's ids: this one on its own
+                else:  # not among the source's newest: this one on its own
                     self.before[release_id] = self.context(release_id)
+            if len(found) > CONTEXT:
+                self.newest[source_id] = (found[-CONTEXT:], False)
+
+    def _catch_up(self) -> None:
+        """Add the releases stored since the last call to their sources' newest ids."""
+        if self.seen_up_to is None:
+            self.seen_up_to = self.db.execute("select coalesce(max(id), 0) from releases").fetchone()[0]
+            return
+        rows = self.db.execute("select id, source_id from releases where id > ? order by id",
+                               [self.seen_up_to]).fetchall()
+        for release_id, source_id in rows:
+            if source_id in self.newest:
+                self.newest[source_id][0].append(release_id)
+        if rows:
+            self.seen_up_to = rows[-1][0]
 
     def context(self, release_id: int) -> list[int]:
         """The CONTEXT releases of the same source stored just before this one."""
@@ -376,7 +416,7 @@ class Texts:
                 [source_id, release_id, CONTEXT]).fetchall()]
         return self.before[release_id]
 
-    def _own(self, release_id: int) -> tuple:
+    def own(self, release_id: int) -> tuple:
         """(shingles, MinHash values or None) of the release's lines that its context does not hold."""
         found = self.shingled.get(release_id)
         if found is not None:
@@ -389,26 +429,59 @@ class Texts:
         context = self.context(release_id)
         if not all(i in rows for i in context):
             self.load(context)
-        made, keys = self.signed[release_id], rows[release_id][1]
-        shared: set = set()
-        for other in context:
-            if other in rows:
-                shared |= keys & rows[other][1]
-        own = None
-        if shared:
-            own = np.fromiter((key not in shared for key in made.keys.tolist()), dtype=bool, count=len(made.keys))
-        hashes = _distinct(made.shingles if own is None else made.shingles[own[made.line_of]])
-        values = made.values if own is None else made.values[own]
-        found = self.shingled[release_id] = (hashes, values.min(axis=0) if len(hashes) else None)
-        return found
+        self.own_lines([release_id])
+        return self.shingled[release_id]
+
+    def own_lines(self, ids: list[int]) -> None:
+        """What :meth:`own` finds, for a batch's signed releases at once (their contexts loaded),
+        in a few array operations over all their lines instead of a few for each: each release's
+        shingles are sorted by value, so its own distinct ones need no sort."""
+        rows, before = self.rows, self.before
+        ids = [i for i in ids if i in self.signed and i in rows and i in before and i not in self.shingled]
+        if not ids:
+            return
+        made = [self.signed[i] for i in ids]
+        owns, kept = [], []  # a line is the release's own unless a release of its context holds its key
+        for release_id, signed in zip(ids, made):
+            held = [rows[c][1] for c in before[release_id] if c in rows]
+            context = held[0].union(*held[1:]) if held else ()
+            if context:
+                owns.append(~np.fromiter(map(context.__contains__, signed.keys.tolist()), dtype=bool, count=len(signed.keys)))
+                kept.append(owns[-1][signed.line_of])
+            else:
+                owns.append(np.ones(len(signed.keys), dtype=bool))
+                kept.append(np.ones(len(signed.shingles), dtype=bool))
+        own, kept = np.concatenate(owns), np.concatenate(kept)
+        lines = np.fromiter(map(len, owns), dtype=np.int64, count=len(ids))
+        hashes = np.concatenate([m.shingles for m in made])[kept]
+        kept_before = np.zeros(len(kept) + 1, dtype=np.int64)  # kept shingles before each shingle
+        np.cumsum(kept, out=kept_before[1:])
+        counts = np.fromiter((len(m.shingles) for m in made), dtype=np.int64, count=len(ids))
+        starts = kept_before[np.cumsum(counts) - counts]  # of each release among the kept
+        new = np.ones(len(hashes) + 1, dtype=bool)  # the first of each value in each release
+        np.not_equal(hashes[1:], hashes[:-1], out=new[1:-1])
+        new[starts] = True
+        new_before = np.zeros(len(new) + 1, dtype=np.int64)
+        np.cumsum(new, out=new_before[1:])
+        bounds = new_before[np.append(starts, len(hashes))]
+        hashes = hashes[new[:-1]]
+        values = np.concatenate([m.values for m in made])[own]
+        value_of = np.repeat(np.arange(len(ids)), lines)[own]
+        first = np.searchsorted(value_of, np.arange(len(ids) + 1))
+        some = first[:-1] < first[1:]  # releases with lines of their own
+        minimum = iter(np.minimum.reduceat(values, first[:-1][some], axis=0) if len(values) else ())
+        for n, release_id in enumerate(ids):
+            value = next(minimum) if some[n] else None
+            found = hashes[bounds[n] : bounds[n + 1]]
+            self.shingled[release_id] = (found, value if len(found) else None)
 
     def shingles(self, release_id: int) -> np.ndarray:
         """The shingles of a release's lines that its context does not hold too."""
-        return self._own(release_id)[0]
+        return self.own(release_id)[0]
 
     def values(self, release_id: int) -> np.ndarray | None:
         """The MinHash values of those shingles (None: no shingle)."""
-        return self._own(release_id)[1]
+        return self.own(release_id)[1]
 
     def done(self) -> None:
         """After a batch: what was signed for it is not needed any more."""
@@ -429,15 +502,6 @@ def add_link(db, a_id: int, b_id: int, relation: str, score, evidence: str | Non
         "values (?, ?, ?, ?, ?, ?) on conflict (release_id, other_id, relation) do update set "
         "score = excluded.score, evidence = excluded.evidence",
         [a_id, b_id, relation, score, evidence, at])
-
-
-def _linked(db, release_id: int, relation: str | None = None) -> list[int]:
-    where = " and relation = ?" if relation else ""
-    extra = [relation] if relation else []
-    return [row[0] for row in db.execute(
-        f"select other_id from release_links where release_id = ?{where} "
-        f"union select release_id from release_links where other_id = ?{where}",
-        [release_id, *extra, release_id, *extra]).fetchall()]
 
 
 def _links_of(db, ids: list[int], relation: str) -> dict[int, set[int]]:
@@ -472,10 +536,17 @@ class Segment(NamedTuple):
     ids: np.ndarray  # uint32: the release of each key (ascending among equal keys)
 
 
-def _by_key(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs in key order (a stable sort: two sorted segments are merged in linear time)."""
-    order = np.argsort(keys, kind="stable")
-    return keys[order], ids[order]
+def _merged(older: Segment, newer: Segment) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of two segments in key order, the older's first among equal keys (each pair of the
+    newer placed by a binary search in the older: no sort)."""
+    size = len(older.keys) + len(newer.keys)
+    at = np.searchsorted(older.keys, newer.keys, "right") + np.arange(len(newer.keys))
+    from_older = np.ones(size, dtype=bool)
+    from_older[at] = False
+    keys, ids = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.uint32)
+    keys[at], keys[from_older] = newer.keys, older.keys
+    ids[at], ids[from_older] = newer.ids, older.ids
+    return keys, ids
 
 
 class BandIndex:
@@ -496,11 +567,23 @@ class BandIndex:
         self.stamp: str | None = None
         self.segments: list[Segment] = []
         self.dropped: set[tuple[int, int]] = set()
+        # release id -> its stored MinHash values (None: none), as ``minhash_releases`` holds them: the
+        # releases this writer stored or read, at most SIGNATURES_CACHED (the candidates of new releases
+        # are often the same ones: those whose short texts share common phrases)
+        self.signatures: dict[int, np.ndarray | None] = {}
+
+    def remember(self, signatures: dict[int, np.ndarray | None]) -> None:
+        """What ``minhash_releases`` holds for these releases (just written or read)."""
+        if len(self.signatures) + len(signatures) > SIGNATURES_CACHED:  # the oldest half goes
+            for release_id in list(itertools.islice(self.signatures, len(self.signatures) // 2)):
+                del self.signatures[release_id]
+        self.signatures.update(signatures)
 
     def sync(self, db) -> None:
         row = db.execute("select value from _pressarchive where key = 'minhash_index'").fetchone()
         stamp = row[0] if row else ""
         if stamp != self.stamp:
+            self.signatures = {}
             self.segments = [Segment(i, np.frombuffer(keys, dtype="<u8"), np.frombuffer(ids, dtype="<u4"))
                              for i, keys, ids in db.execute("select id, keys, ids from minhash_segments order by id")]
             self.dropped = set(db.execute("select key, release_id from minhash_dropped").fetchall())
@@ -545,25 +628,29 @@ class BandIndex:
             self.dropped |= pairs
             self._stamp(db)
 
-    def add(self, db, keys: list[int], ids: list[int]) -> None:
+    def add(self, db, keys: np.ndarray, ids: np.ndarray) -> None:
         """A batch's band keys: a new segment, then merges while the older is not more than twice the newer."""
-        if not keys:
+        keys, ids = np.asarray(keys, dtype=np.uint64), np.asarray(ids, dtype=np.uint32)
+        if not len(keys):
             return
-        back = set(zip(keys, ids)) & self.dropped  # a text changed back: its old pairs, still held, count again
-        if back:
+        back = self.dropped and set(zip(keys.tolist(), ids.tolist())) & self.dropped
+        if back:  # a text changed back: its old pairs, still held, count again
             db.conn.executemany("delete from minhash_dropped where key = ? and release_id = ?", sorted(back))
             self.dropped -= back
-            kept = [pair for pair in zip(keys, ids) if pair not in back]
-            keys, ids = [key for key, _ in kept], [release_id for _, release_id in kept]
-        if keys:  # (every pair is in one segment only)
-            self._write(db, *_by_key(np.array(keys, dtype=np.uint64), np.array(ids, dtype=np.uint32)))
+            new = np.fromiter((pair not in back for pair in zip(keys.tolist(), ids.tolist())), dtype=bool, count=len(keys))
+            keys, ids = keys[new], ids[new]
+        if len(keys):  # (every pair is in one segment only)
+            order = np.argsort(keys, kind="stable")
+            self._write(db, keys[order], ids[order])
         while len(self.segments) >= 2 and len(self.segments[-2].keys) <= 2 * len(self.segments[-1].keys):
             older, newer = self.segments[-2], self.segments[-1]
-            keys_, ids_ = _by_key(np.concatenate([older.keys, newer.keys]), np.concatenate([older.ids, newer.ids]))
+            keys_, ids_ = _merged(older, newer)
             keep, removed = self._without_dropped(keys_, ids_)
             db.conn.execute("delete from minhash_segments where id in (?, ?)", [older.id, newer.id])
             del self.segments[-2:]
-            self._write(db, keys_[keep], ids_[keep])
+            if removed:
+                keys_, ids_ = keys_[keep], ids_[keep]
+            self._write(db, keys_, ids_)
             gone = {pair for pair in removed if not self._holds(*pair)}
             if gone:  # no segment holds them any more
                 db.conn.executemany("delete from minhash_dropped where key = ? and release_id = ?", sorted(gone))
@@ -589,8 +676,8 @@ class BandIndex:
         return False
 
     def _write(self, db, keys: np.ndarray, ids: np.ndarray) -> None:
-        cursor = db.conn.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)",
-                                 [len(keys), keys.astype("<u8").tobytes(), ids.astype("<u4").tobytes()])
+        cursor = db.conn.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)", [
+            len(keys), np.asarray(keys, dtype="<u8").tobytes(), np.asarray(ids, dtype="<u4").tobytes()])
         self.segments.append(Segment(cursor.lastrowid, keys, ids))
 
     def _stamp(self, db) -> None:
@@ -622,14 +709,19 @@ def _band_key(band: int, value: int) -> int:
     return band << BAND_SHIFT | value
 
 
-def _stored_values(db, ids) -> dict[int, np.ndarray]:
-    """The stored MinHash values of these releases (those that have them)."""
-    found = {}
-    for chunk in chunks(sorted(ids)):
+def _stored_values(db, ids, index: BandIndex | None = None) -> dict[int, np.ndarray]:
+    """The stored MinHash values of these releases (those that have them); the ones the index
+    holds (:attr:`BandIndex.signatures`) are not read again."""
+    held = index.signatures if index is not None else {}
+    found = {i: held[i] for i in ids if i in held}
+    missing = sorted(i for i in ids if i not in found)
+    for chunk in chunks(missing):
         for release_id, signature_bytes in db.conn.execute(
                 f"select release_id, signature from minhash_releases where release_id in ({marks(chunk)})", chunk):
             if signature_bytes is not None and len(signature_bytes) == 4 * NUM_PERM:
                 found[release_id] = np.frombuffer(signature_bytes, dtype="<u4")
+    if index is not None:
+        index.remember({i: found.get(i) for i in missing})
     return found
 
 
@@ -645,14 +737,26 @@ def _drop_bands(db, index: BandIndex, ids: list[int]) -> None:
     index.drop(db, keys, owners)
 
 
-def _buckets(index: BandIndex, keys: dict[int, list[int]]) -> dict[tuple[int, int], list[int]]:
-    """(release id, band) -> the newest BUCKET_LIMIT releases in that band's bucket, for every
-    band key of every release in ``keys``."""
-    if not keys:
-        return {}
-    found = index.buckets(np.array(list(keys.values()), dtype=np.uint64).ravel())
-    ids = list(keys)
-    return {(ids[n // BANDS], n % BANDS): members for n, members in found.items()}
+def _candidates(keys: np.ndarray, stored: dict[int, list[int]], signed: list[int]) -> dict[int, set[int]]:
+    """Row of a release -> the releases sharing one of its band keys: in a bucket of the index
+    (``stored``, by position of the key in ``keys``: a row of BANDS keys per release of ``signed``)
+    or, for a key an earlier release of the batch holds too, the newest BUCKET_LIMIT of the index's
+    and the batch's before it (as if the batch's releases were stored one by one)."""
+    order = np.argsort(keys, kind="stable")  # equal keys: their positions ascending (the releases in id order)
+    ranked = keys[order]
+    edges = np.concatenate([[0], np.flatnonzero(ranked[1:] != ranked[:-1]) + 1, [len(keys)]])
+    shared = np.flatnonzero(np.diff(edges) > 1)  # keys held by several releases of the batch
+    runs = [order[start:end].tolist() for start, end in zip(edges[shared].tolist(), edges[shared + 1].tolist())]
+    later = {position for run in runs for position in run[1:]}
+    found: dict[int, set[int]] = {}
+    for position, members in stored.items():
+        if position not in later:
+            found.setdefault(position // BANDS, set()).update(members)
+    for run in runs:
+        for k, position in enumerate(run[1:], 1):
+            bucket = {signed[p // BANDS] for p in run[:k]} | set(stored.get(position, ()))
+            found.setdefault(position // BANDS, set()).update(sorted(bucket, reverse=True)[:BUCKET_LIMIT])
+    return found
 
 
 def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = None) -> set[int]:
@@ -671,52 +775,44 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     ids = [release_id for release_id in ids if release_id in texts.rows]
     texts.contexts(ids)
     texts.load({i for release_id in ids for i in texts.before[release_id]})
-    signed = [release_id for release_id in ids if len(texts.shingles(release_id)) >= MIN_SHINGLES]
-    bands: dict[int, list[int]] = dict(zip(signed, band_hashes(np.stack([texts.values(i) for i in signed]))
-                                           if signed else []))
-    keys = {release_id: [_band_key(band, value) for band, value in enumerate(values)]
-            for release_id, values in bands.items()}
+    texts.own_lines(ids)
+    own_of = {release_id: texts.own(release_id) for release_id in ids}  # (shingles, MinHash values)
+    signed = [release_id for release_id in ids if len(own_of[release_id][0]) >= MIN_SHINGLES]
+    values_matrix = np.stack([own_of[i][1] for i in signed]) if signed else np.zeros((0, NUM_PERM), dtype=np.uint32)
+    matrix = band_hashes(values_matrix)
+    key_matrix = matrix | (np.arange(BANDS, dtype=np.uint64) << np.uint64(BAND_SHIFT))
+    band_bytes, value_bytes = matrix.astype("<i8").tobytes(), values_matrix.astype("<u4").tobytes()
+    row_of = {release_id: n for n, release_id in enumerate(signed)}
     index = band_index(db)
     _drop_bands(db, index, ids)
-    stored = _buckets(index, keys)
-    stored_values = _stored_values(db, {c for found in stored.values() for c in found} - set(ids))
+    stored = index.buckets(key_matrix.ravel())  # (row of the release) * BANDS + band -> the stored releases
+    stored_values = _stored_values(db, {c for found in stored.values() for c in found} - set(ids), index)
     existing = _links_of(db, ids, RELATION)
-    batch_buckets: dict[tuple[int, int], list[int]] = {}
     changed: set[int] = set()
     verified: set[tuple[int, int]] = set()
-    band_keys, band_owners, release_rows = [], [], []
+    release_rows = []
+    found = _candidates(key_matrix.ravel(), stored, signed)
     for release_id in ids:
-        hashes, values = texts.shingles(release_id), texts.values(release_id)
-        own_bands = bands.get(release_id)
+        hashes, values = own_of[release_id]
+        row = row_of.get(release_id)
         candidates: set[int] = set()
-        if own_bands:
-            for band, value in enumerate(own_bands):
-                bucket = batch_buckets.get((band, value))
-                members = stored.get((release_id, band))
-                if bucket is None:
-                    batch_buckets[(band, value)] = [release_id]
-                    if members:
-                        candidates.update(members)
-                    continue
-                # the newest of the stored ones and of the batch's before this one
-                candidates.update(sorted(set(members or ()) | set(bucket), reverse=True)[:BUCKET_LIMIT])
-                bucket.append(release_id)
-            band_keys.extend(keys[release_id])
-            band_owners.extend([release_id] * BANDS)
+        if row is not None:
+            candidates = found.get(row, candidates)
             candidates.discard(release_id)
             # a candidate far below the threshold by its MinHash is not read
             candidates = {c for c in candidates
-                          if estimate(values, texts.values(c) if c in bands else stored_values.get(c, values)) >= PREFILTER}
-        release_rows.append((release_id, len(hashes),
-                             np.array(own_bands, dtype="<i8").tobytes() if own_bands else None,
-                             values.astype("<u4").tobytes() if own_bands else None))
+                          if estimate(values, own_of[c][1] if c in row_of else stored_values.get(c, values)) >= PREFILTER}
+            release_rows.append((release_id, len(hashes), band_bytes[row * 8 * BANDS : (row + 1) * 8 * BANDS],
+                                 value_bytes[row * 4 * NUM_PERM : (row + 1) * 4 * NUM_PERM]))
+        else:
+            release_rows.append((release_id, len(hashes), None, None))
         linked = existing.setdefault(release_id, set())
         for other in sorted(candidates | linked):
             pair = (min(release_id, other), max(release_id, other))
             if pair in verified:  # decided when the other was taken, on the texts as they are now
                 continue
             verified.add(pair)
-            score = jaccard(hashes, texts.shingles(other)) if own_bands else 0.0
+            score = jaccard(hashes, texts.shingles(other)) if row is not None else 0.0
             if score >= THRESHOLD:
                 guess = estimate(values, texts.values(other))
                 if other not in linked:
@@ -730,7 +826,8 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
                 changed.update(pair)
                 linked.discard(other)
                 existing.get(other, set()).discard(release_id)
-    index.add(db, band_keys, band_owners)
+    index.add(db, key_matrix.ravel(), np.repeat(np.array(signed, dtype=np.uint32), BANDS))
+    index.remember({release_id: values_matrix[row_of[release_id]] if release_id in row_of else None for release_id in ids})
     db.conn.executemany("insert or replace into minhash_releases (release_id, shingles, bands, signature) "
                         "values (?, ?, ?, ?)", release_rows)
     texts.done()
@@ -753,20 +850,27 @@ def link_new(db, release_ids, at: str | None = None, texts: Texts | None = None)
     with_family = {row[0] for chunk in chunks(ids) for row in db.execute(
         f"select release_id from family_members where release_id in ({marks(chunk)})", chunk).fetchall()}
     if changed or with_family:  # a member's text changed: its diff (or the first copy) too
-        refresh_families(db, sorted(changed | with_family), texts)
+        refresh_families(db, sorted(changed | with_family), texts, rewritten=set(ids))
 
 
 # --- Families ---------------------------------------------------------------------------------
 
-def _component(db, start: int, seen: set[int]) -> list[int]:
-    todo, members = [start], {start}
+def _component(db, start: int, seen: set[int]) -> tuple[list[int], dict[int, set[int]]]:
+    """The releases joined to ``start`` by links (sorted), and the repost links among them."""
+    todo, members, reposts = [start], {start}, {}
     while todo:
-        for other in _linked(db, todo.pop()):
+        release_id = todo.pop()
+        for other, relation in db.execute(
+                "select other_id, relation from release_links where release_id = ? "
+                "union select release_id, relation from release_links where other_id = ?",
+                [release_id, release_id]).fetchall():
+            if relation == RELATION:
+                reposts.setdefault(release_id, set()).add(other)
             if other not in members:
                 members.add(other)
                 todo.append(other)
     seen.update(members)
-    return sorted(members)
+    return sorted(members), reposts
 
 
 def _first(rows: dict) -> int:
@@ -775,12 +879,12 @@ def _first(rows: dict) -> int:
                                     rows[i]["first_seen"] or "", i))
 
 
-def _reposts_of(db, first: int, members: set[int]) -> set[int]:
-    """Members reached from the first copy through repost links only."""
+def _reached(first: int, links: dict[int, set[int]]) -> set[int]:
+    """Members reached from the first copy through these (repost) links only."""
     reached, todo = {first}, [first]
     while todo:
-        for other in _linked(db, todo.pop(), RELATION):
-            if other in members and other not in reached:
+        for other in links.get(todo.pop(), ()):
+            if other not in reached:
                 reached.add(other)
                 todo.append(other)
     return reached
@@ -794,7 +898,17 @@ def _family_diff(first: dict, member: dict) -> str:
     return "\n".join(diff)
 
 
-def _write_family(db, members: list[int], texts: Texts) -> None:
+def _written(db, members: list[int]) -> dict[int, tuple]:
+    """The members' ``family_members`` rows as they are: id -> (family, relation, similarity, diff, first copy)."""
+    return {row[0]: row[1:] for chunk in chunks(members) for row in db.execute(
+        "select m.release_id, m.family_id, m.relation, m.similarity, m.diff, f.first_release_id from family_members m "
+        f"left join families f on f.id = m.family_id where m.release_id in ({marks(chunk)})", chunk).fetchall()}
+
+
+def _write_family(db, members: list[int], links: dict[int, set[int]], texts: Texts,
+                  rewritten: set[int] | None = None) -> None:
+    """Write a family's rows. A repost's similarity and diff against the first copy are kept as they
+    are when neither text was ``rewritten`` since and the first copy is the same (None: all were)."""
     columns = ("id", "source_id", "published", "first_seen", "language", "title", "text", "last_changed")
     rows = {}
     for chunk in chunks(members):
@@ -802,21 +916,28 @@ def _write_family(db, members: list[int], texts: Texts) -> None:
                               chunk).fetchall():
             rows[row[0]] = dict(zip(columns, row))
     family_id, first = min(rows), _first(rows)
-    reposts = _reposts_of(db, first, set(rows))
+    reposts = _reached(first, links)
     link_times = [row[0] for chunk in chunks(members) for row in db.execute(
         f"select linked_at from release_links where release_id in ({marks(chunk)})", chunk).fetchall()]
     updated = max([t for t in link_times if t] + [r["last_changed"] for r in rows.values() if r["last_changed"]],
                   default=None)
+    written = _written(db, members) if rewritten is not None else {}
     for release_id, row in sorted(rows.items()):
+        before = written.get(release_id)
         if release_id == first:
             relation, similarity, diff = "first", 1.0, None
         elif release_id in reposts:
-            relation, diff = RELATION, _family_diff(rows[first], row)
-            similarity = round(jaccard(texts.shingles(first), texts.shingles(release_id)), 4)
+            if (before and before[1] == RELATION and before[4] == first
+                    and first not in rewritten and release_id not in rewritten):
+                relation, similarity, diff = before[1:4]
+            else:
+                relation, diff = RELATION, _family_diff(rows[first], row)
+                similarity = round(jaccard(texts.shingles(first), texts.shingles(release_id)), 4)
         else:
             relation, similarity, diff = "translation", None, None
-        db.execute("insert or replace into family_members (release_id, family_id, relation, similarity, diff) "
-                   "values (?, ?, ?, ?, ?)", [release_id, family_id, relation, similarity, diff])
+        if before is None or before[:4] != (family_id, relation, similarity, diff):
+            db.execute("insert or replace into family_members (release_id, family_id, relation, similarity, diff) "
+                       "values (?, ?, ?, ?, ?)", [release_id, family_id, relation, similarity, diff])
         db.execute("update releases set family_id = ? where id = ? and family_id is not ?",
                    [family_id, release_id, family_id])
     first_row = rows[first]
@@ -828,10 +949,12 @@ def _write_family(db, members: list[int], texts: Texts) -> None:
          json.dumps(sorted({r["source_id"] for r in rows.values() if r["source_id"]})), updated])
 
 
-def refresh_families(db, release_ids, texts: Texts | None = None) -> None:
+def refresh_families(db, release_ids, texts: Texts | None = None, rewritten: set[int] | None = None) -> None:
     """Recompute the families holding these releases (and the families they were in): members,
     first copy, diffs, the ``families`` row and ``releases.family_id``. A family whose links are
-    gone splits; a release left without links leaves its family."""
+    gone splits; a release left without links leaves its family. ``rewritten``: the releases whose
+    title or text changed since their family rows were written (None: any may have; the others'
+    diffs against an unchanged first copy are kept)."""
     seeds = {int(i) for i in release_ids}
     if not seeds:
         return
@@ -844,12 +967,12 @@ def refresh_families(db, release_ids, texts: Texts | None = None) -> None:
     for release_id in sorted(seeds):
         if release_id in seen:
             continue
-        members = _component(db, release_id, seen)
+        members, links = _component(db, release_id, seen)
         if len(members) < 2:
             db.execute("delete from family_members where release_id = ?", [release_id])
             db.execute("update releases set family_id = null where id = ? and family_id is not null", [release_id])
             continue
-        _write_family(db, members, texts)
+        _write_family(db, members, links, texts, rewritten)
         kept.add(members[0])
     for family_id in sorted(old_families - kept):
         db.execute("delete from families where id = ?", [family_id])

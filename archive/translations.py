@@ -33,6 +33,7 @@ and families are written by archive/families.py (``add_link``, ``refresh_familie
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import NamedTuple
 
 from archive.clock import now_iso
@@ -76,12 +77,12 @@ def _release_by_url(db, url: str) -> Release | None:
 
 def registry_pairs(db) -> list[tuple[str, str, str]]:
     """(source id, piece, other piece) of every source's ``translations`` key in the archive."""
-    columns = {row[1] for row in db.execute("pragma table_info(sources)").fetchall()}
-    if "translations" not in columns:
+    try:
+        rows = db.execute("select id, translations from sources where translations is not null order by id").fetchall()
+    except sqlite3.OperationalError:  # an archive made before the key
         return []
     pairs = []
-    for source_id, value in db.execute(
-            "select id, translations from sources where translations is not null order by id").fetchall():
+    for source_id, value in rows:
         try:
             mapping = json.loads(value)
         except ValueError:
@@ -177,14 +178,15 @@ def _with_evidence(db, release_ids: list[int], pieces: set[str]):
         declaring = {row[0] for row in db.execute(
             f"select distinct release_id from release_alternates where release_id in ({marks(chunk)})",
             chunk).fetchall()}
-        urls = [url for release in releases.values() for url in (release.url, scheme_twin(release.url))]
+        twins = {release_id: scheme_twin(release.url) for release_id, release in releases.items()}
+        urls = [url for release_id, release in releases.items() for url in (release.url, twins[release_id])]
         declared_urls = {row[0] for part in chunks(urls) for row in db.execute(
             f"select distinct url from release_alternates where url in ({marks(part)})", part).fetchall()}
         for release_id in chunk:
             release = releases.get(release_id)
             if release is None:
                 continue
-            declares = release_id in declaring or bool({release.url, scheme_twin(release.url)} & declared_urls)
+            declares = release_id in declaring or release.url in declared_urls or twins[release_id] in declared_urls
             if declares or any(piece in release.url for piece in pieces):
                 yield release, declares
 

@@ -477,3 +477,36 @@ def test_a_rolled_back_batch_leaves_nothing_in_the_index_a_writer_holds(tmp_path
         db.close()
     write(path, [item("https://s1.example/r", repost(STATEMENT, "Repost:", FOOTER), source="s1")])
     assert rows(path, "select release_id, other_id, relation from release_links") == [(1, 2, "repost")]
+
+
+def test_a_writer_sees_what_another_writer_stored_between_its_batches(tmp_path):
+    """The writer keeps each source's newest ids between batches; releases another writer stored
+    meanwhile are in the next contexts as they are in the archive: the same shingles and links as a
+    rebuild."""
+    path = tmp_path / "archive.db"
+    footer = [line.replace("Embassy", "Consulate") for line in FOOTER]  # a new template from now on
+    body = [text.split("\n") for text in many_texts(4)]
+    first, other = ArchiveWriter(path, background_checkpoints=False), ArchiveWriter(path, background_checkpoints=False)
+    try:
+        first.write([item(f"https://s0.example/{n}", "\n".join([*body[n], *FOOTER]), source="s0") for n in range(2)])
+        # another writer stores a release of s0 with the new footer, then a statement of s2
+        other.write([item("https://s0.example/2", "\n".join([*body[2], *footer]), source="s0")])
+        other.write([item("https://s2.example/s", "\n".join(STATEMENT), source="s2")])
+        # the first writer's next releases: the new footer is boilerplate (release 3 is in the context), and
+        # the copy of the other writer's statement is found
+        first.write([item("https://s0.example/3", "\n".join([*body[3], *footer]), source="s0"),
+                     item("https://s1.example/copy", repost(STATEMENT, "Repost:", FOOTER), source="s1")])
+    finally:
+        first.close()
+        other.close()
+    queries = ("select release_id, shingles, bands, signature from minhash_releases order by 1",
+               "select release_id, other_id, relation, score from release_links order by 1, 2")
+    tables = [rows(path, sql) for sql in queries]
+    assert [link[:3] for link in tables[1]] == [(4, 6, "repost")]
+    shingles = dict(rows(path, "select release_id, shingles from minhash_releases"))
+    assert shingles[5] == shingles[2] == 3 * 12  # 3 lines of 14 words: the footers left out
+    db = open_archive(path)
+    with db.conn:
+        families.rebuild(db)
+    db.close()
+    assert [rows(path, sql) for sql in queries] == tables
