@@ -550,6 +550,23 @@ def test_searches_past_the_time_limit_get_the_took_too_long_page(generated_archi
         assert plugin.RANK_POOL.submit(lambda: "free").result(timeout=2) == "free"
 
 
+
+def test_a_slow_schema_refresh_gets_the_took_too_long_page_not_a_500(generated_archive, tmp_path):
+    """Datasette reads the schema (sqlite_master) before every request under the same time limit:
+    on a loaded server, or with many tables, that query is stopped outside any view."""
+    path = copy_archive(generated_archive.path, tmp_path / "archive.db")
+    with sqlite3.connect(path) as conn:  # a schema Datasette cannot read within 1 ms
+        for n in range(4000):
+            conn.execute(f"create table extra_{n} (id integer primary key, a text, b text, c text)")
+    ds = make_datasette(path, settings={"sql_time_limit_ms": 1})
+
+    async def fetch():
+        return [await ds.client.get(url) for url in ("/", "/archive/releases", "/archive/releases.json")]
+
+    for response in asyncio.run(fetch()):
+        assert response.status_code == 400 and "SQL query took too long" in response.text, response.text[:300]
+
+
 # --- Response headers -------------------------------------------------------------------------
 
 def test_no_response_header_grows_past_8_kb(client):

@@ -168,3 +168,24 @@ def extra_template_vars(template, database, table, request, datasette):
         return helpers
 
     return inner
+
+
+TOOK_TOO_LONG = ('<p>SQL query took too long. The time limit is controlled by the '
+                 '<a href="https://docs.datasette.io/en/stable/settings.html#sql-time-limit-ms">sql_time_limit_ms</a> '
+                 'configuration option.</p>')
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    """A query stopped by ``sql_time_limit_ms`` outside a view (Datasette's own schema refresh,
+    before every request, on a loaded server) gets the page a view's slow query gets (400, "SQL
+    query took too long"), not a 500."""
+    from datasette.database import QueryInterrupted
+
+    if not isinstance(exception, QueryInterrupted):
+        return None
+    from datasette.handle_exception import handle_exception as default
+    from datasette.views.base import DatasetteError
+
+    return default(datasette, request, DatasetteError(TOOK_TOO_LONG, title="SQL Interrupted", status=400,
+                                                      message_is_html=True))
