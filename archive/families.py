@@ -705,23 +705,23 @@ def band_index(db) -> BandIndex:
     return index
 
 
-def _band_key(band: int, value: int) -> int:
-    return band << BAND_SHIFT | value
+def _band_keys(hashes: np.ndarray) -> np.ndarray:
+    """The index keys of band hashes (a row of BANDS per release): band << BAND_SHIFT | hash."""
+    return hashes.astype(np.uint64) | (np.arange(BANDS, dtype=np.uint64) << np.uint64(BAND_SHIFT))
 
 
-def _stored_values(db, ids, index: BandIndex | None = None) -> dict[int, np.ndarray]:
+def _stored_values(db, ids, index: BandIndex) -> dict[int, np.ndarray]:
     """The stored MinHash values of these releases (those that have them); the ones the index
     holds (:attr:`BandIndex.signatures`) are not read again."""
-    held = index.signatures if index is not None else {}
-    found = {i: held[i] for i in ids if i in held}
-    missing = sorted(i for i in ids if i not in found)
+    held = {i: index.signatures[i] for i in ids if i in index.signatures}
+    found = {i: values for i, values in held.items() if values is not None}
+    missing = sorted(i for i in ids if i not in held)
     for chunk in chunks(missing):
         for release_id, signature_bytes in db.conn.execute(
                 f"select release_id, signature from minhash_releases where release_id in ({marks(chunk)})", chunk):
             if signature_bytes is not None and len(signature_bytes) == 4 * NUM_PERM:
                 found[release_id] = np.frombuffer(signature_bytes, dtype="<u4")
-    if index is not None:
-        index.remember({i: found.get(i) for i in missing})
+    index.remember({i: found.get(i) for i in missing})
     return found
 
 
@@ -732,7 +732,7 @@ def _drop_bands(db, index: BandIndex, ids: list[int]) -> None:
         for release_id, bands in db.execute(
                 f"select release_id, bands from minhash_releases where release_id in ({marks(chunk)}) "
                 "and bands is not null", chunk).fetchall():
-            keys += [_band_key(band, int(value)) for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))]
+            keys += _band_keys(np.frombuffer(bands, dtype="<i8")).tolist()
             owners += [release_id] * BANDS
     index.drop(db, keys, owners)
 
@@ -780,7 +780,7 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     signed = [release_id for release_id in ids if len(own_of[release_id][0]) >= MIN_SHINGLES]
     values_matrix = np.stack([own_of[i][1] for i in signed]) if signed else np.zeros((0, NUM_PERM), dtype=np.uint32)
     matrix = band_hashes(values_matrix)
-    key_matrix = matrix | (np.arange(BANDS, dtype=np.uint64) << np.uint64(BAND_SHIFT))
+    key_matrix = _band_keys(matrix)
     band_bytes, value_bytes = matrix.astype("<i8").tobytes(), values_matrix.astype("<u4").tobytes()
     row_of = {release_id: n for n, release_id in enumerate(signed)}
     index = band_index(db)

@@ -79,8 +79,10 @@ def registry_pairs(db) -> list[tuple[str, str, str]]:
     """(source id, piece, other piece) of every source's ``translations`` key in the archive."""
     try:
         rows = db.execute("select id, translations from sources where translations is not null order by id").fetchall()
-    except sqlite3.OperationalError:  # an archive made before the key
-        return []
+    except sqlite3.OperationalError as error:
+        if "no such column" not in str(error):
+            raise
+        return []  # an archive made before the key
     pairs = []
     for source_id, value in rows:
         try:

@@ -389,7 +389,7 @@ def test_an_archive_signed_with_another_configuration_is_signed_again_by_link(tm
 
 def stored_band_pairs(path):
     """What the index must hold: each release's current band hashes, as minhash_releases keeps them."""
-    return {(families._band_key(band, int(value)), release_id)
+    return {(band << families.BAND_SHIFT | int(value), release_id)
             for release_id, bands in rows(path, "select release_id, bands from minhash_releases where bands is not null")
             for band, value in enumerate(np.frombuffer(bands, dtype="<i8"))}
 

@@ -20,6 +20,9 @@ import sqlite3
 import time
 
 from datasette import hookimpl
+from datasette.database import QueryInterrupted
+from datasette.handle_exception import handle_exception as default_handle_exception
+from datasette.views.base import DatasetteError
 
 HEALTH_MAX_AGE_HOURS = 72  # `pressarchive status`'s default --max-age
 LANGUAGE_NAMES = {
@@ -180,12 +183,7 @@ def handle_exception(datasette, request, exception):
     """A query stopped by ``sql_time_limit_ms`` outside a view (Datasette's own schema refresh,
     before every request, on a loaded server) gets the page a view's slow query gets (400, "SQL
     query took too long"), not a 500."""
-    from datasette.database import QueryInterrupted
-
     if not isinstance(exception, QueryInterrupted):
         return None
-    from datasette.handle_exception import handle_exception as default
-    from datasette.views.base import DatasetteError
-
-    return default(datasette, request, DatasetteError(TOOK_TOO_LONG, title="SQL Interrupted", status=400,
+    return default_handle_exception(datasette, request, DatasetteError(TOOK_TOO_LONG, title="SQL Interrupted", status=400,
                                                       message_is_html=True))
