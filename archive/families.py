@@ -100,6 +100,7 @@ BUCKET_LIMIT = 50
 # What the archive's band rows and stored values were made with (archive/schema.py drops them when it
 # changes): a new configuration, shingling or hash must change this string.
 MINHASH_CONFIG = f"perm={NUM_PERM} bands={BANDS}x{ROWS} seed={SEED} shingles={WORD_SHINGLE}w/{CJK_SHINGLE}c per-line"
+KEY_BITS = 52  # of a line's key (the writer puts a release's number above them)
 TEXTS_CACHED = 5000  # releases whose lines and shingles the writer keeps between batches
 SIGNATURES_CACHED = 50_000  # releases whose stored MinHash values the writer keeps (about 10 MB)
 RELATION = "repost"
@@ -164,9 +165,33 @@ def shingle_size(words: list[str]) -> int:
 
 
 def line_key(line: str) -> int:
-    """A normalised line's 64-bit key, the same in every process (a line of a release is
-    boilerplate when one of its source's releases before it holds the same key)."""
-    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "little")
+    """A normalised line's key (KEY_BITS bits), the same in every process (a line of a release
+    is boilerplate when one of its source's releases before it holds the same key)."""
+    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "little") >> (64 - KEY_BITS)
+
+
+def _line_keys(lines: list[str]) -> np.ndarray:
+    return np.fromiter(map(line_key, lines), dtype=np.uint64, count=len(lines))
+
+
+def _held(keys: np.ndarray, lines: np.ndarray, contexts: list[list[np.ndarray]]) -> np.ndarray:
+    """Whether each line of several releases is held by a release of its context: ``keys`` holds
+    the releases' line keys one release after another (``lines`` of them each), ``contexts``
+    the line keys of each one's context releases. At once for all: each (release, key) pair is
+    one integer (the release's number above the key's KEY_BITS bits), looked up among the sorted
+    pairs of the contexts."""
+    most = 1 << (64 - KEY_BITS)
+    if len(contexts) > most:
+        split = int(lines[:most].sum())
+        return np.concatenate((_held(keys[:split], lines[:most], contexts[:most]),
+                               _held(keys[split:], lines[most:], contexts[most:])))
+    sizes = np.fromiter((sum(map(len, held)) for held in contexts), dtype=np.int64, count=len(contexts))
+    if not sizes.any():
+        return np.zeros(len(keys), dtype=bool)
+    releases = np.arange(len(contexts), dtype=np.uint64) << np.uint64(KEY_BITS)
+    held = np.sort(np.repeat(releases, sizes) | np.concatenate([keys_of for held in contexts for keys_of in held]))
+    pairs = np.repeat(releases, lines) | keys
+    return held[np.minimum(np.searchsorted(held, pairs), len(held) - 1)] == pairs
 
 
 def _line_shingles(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +276,7 @@ class Signed(NamedTuple):
 
 def sign(text: str | None) -> Signed:
     lines = normal_lines(text)
-    keys = np.fromiter((line_key(line) for line in lines), dtype=np.uint64, count=len(lines))
+    keys = _line_keys(lines)
     hashes, line_of = _line_shingles(lines)
     values = np.full((len(lines), NUM_PERM), 0xFFFFFFFF, dtype=np.uint32)
     if len(hashes):
@@ -300,7 +325,7 @@ class Texts:
 
     def __init__(self, db):
         self.db = db
-        self.rows: dict[int, tuple] = {}  # id -> (source_id, frozenset of line keys)
+        self.rows: dict[int, tuple] = {}  # id -> (source_id, its lines' keys)
         self.signed: dict[int, Signed] = {}  # the batch's releases, signed
         self.offered: dict[str, Signed] = {}  # content_hash -> Signed by a cleaning worker
         self.before: dict[int, list[int]] = {}  # id -> its context (CONTEXT releases of its source before it)
@@ -341,17 +366,17 @@ class Texts:
                     self.rows[release_id] = (source_id, None)
                     continue
                 self.signed[release_id] = made
-                self.rows[release_id] = (source_id, frozenset(made.keys.tolist()))
+                self.rows[release_id] = (source_id, made.keys)
             for some in chunks(unsigned):
                 for release_id, text in self.db.execute(
                         f"select id, text from releases where id in ({marks(some)})", some).fetchall():
                     source_id = self.rows[release_id][0]
                     if signed or release_id in self.signed:
                         made = self.signed[release_id] = sign(text)
-                        keys = made.keys.tolist()
+                        keys = made.keys
                     else:
-                        keys = [line_key(line) for line in normal_lines(text)]
-                    self.rows[release_id] = (source_id, frozenset(keys))
+                        keys = _line_keys(normal_lines(text))
+                    self.rows[release_id] = (source_id, keys)
 
     def contexts(self, ids) -> None:
         """Find the context of each of these releases. Each source's newest ids are kept
@@ -441,18 +466,11 @@ class Texts:
         if not ids:
             return
         made = [self.signed[i] for i in ids]
-        owns, kept = [], []  # a line is the release's own unless a release of its context holds its key
-        for release_id, signed in zip(ids, made):
-            held = [rows[c][1] for c in before[release_id] if c in rows]
-            context = held[0].union(*held[1:]) if held else ()
-            if context:
-                owns.append(~np.fromiter(map(context.__contains__, signed.keys.tolist()), dtype=bool, count=len(signed.keys)))
-                kept.append(owns[-1][signed.line_of])
-            else:
-                owns.append(np.ones(len(signed.keys), dtype=bool))
-                kept.append(np.ones(len(signed.shingles), dtype=bool))
-        own, kept = np.concatenate(owns), np.concatenate(kept)
-        lines = np.fromiter(map(len, owns), dtype=np.int64, count=len(ids))
+        lines = np.fromiter((len(m.keys) for m in made), dtype=np.int64, count=len(ids))
+        own = ~_held(np.concatenate([m.keys for m in made]), lines,
+                     [[rows[c][1] for c in before[i] if c in rows] for i in ids])
+        kept = own[np.concatenate([m.line_of for m in made]).astype(np.int64)
+                   + np.repeat(np.cumsum(lines) - lines, [len(m.line_of) for m in made])]
         hashes = np.concatenate([m.shingles for m in made])[kept]
         kept_before = np.zeros(len(kept) + 1, dtype=np.int64)  # kept shingles before each shingle
         np.cumsum(kept, out=kept_before[1:])
@@ -526,6 +544,7 @@ def _unlink(db, a_id: int, b_id: int, relation: str) -> None:
 # --- The band index -----------------------------------------------------------------------------
 
 BAND_SHIFT = 47  # a band's key: band << BAND_SHIFT | its 47-bit hash
+FILTER_BITS = 27  # the writer's in-memory filter of the index's keys: 2**27 bits (16 MB)
 
 
 class Segment(NamedTuple):
@@ -571,6 +590,18 @@ class BandIndex:
         # releases this writer stored or read, at most SIGNATURES_CACHED (the candidates of new releases
         # are often the same ones: those whose short texts share common phrases)
         self.signatures: dict[int, np.ndarray | None] = {}
+        # a bit for each key's low FILTER_BITS bits, set for every key a segment holds: most of a new
+        # batch's keys are in no bucket, and are known to be without a search in every segment
+        self.filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+
+    def _mark(self, keys: np.ndarray) -> None:
+        slots = keys & np.uint64((1 << FILTER_BITS) - 1)
+        np.bitwise_or.at(self.filter, slots >> np.uint64(3), np.left_shift(1, slots & np.uint64(7)).astype(np.uint8))
+
+    def _maybe(self, keys: np.ndarray) -> np.ndarray:
+        """Whether a segment may hold each key (False: none does)."""
+        slots = keys & np.uint64((1 << FILTER_BITS) - 1)
+        return (self.filter[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)) & np.uint8(1) == 1
 
     def remember(self, signatures: dict[int, np.ndarray | None]) -> None:
         """What ``minhash_releases`` holds for these releases (just written or read)."""
@@ -587,6 +618,9 @@ class BandIndex:
             self.segments = [Segment(i, np.frombuffer(keys, dtype="<u8"), np.frombuffer(ids, dtype="<u4"))
                              for i, keys, ids in db.execute("select id, keys, ids from minhash_segments order by id")]
             self.dropped = set(db.execute("select key, release_id from minhash_dropped").fetchall())
+            self.filter[:] = 0
+            for segment in self.segments:
+                self._mark(segment.keys)
             self.stamp = stamp
 
     def pairs(self) -> set[tuple[int, int]]:
@@ -597,17 +631,15 @@ class BandIndex:
     def buckets(self, keys: np.ndarray) -> dict[int, list[int]]:
         """Position of a key in ``keys`` -> the newest BUCKET_LIMIT releases holding it (dropped
         ones left out); keys no release holds are left out."""
-        order = np.argsort(keys)
+        order = np.flatnonzero(self._maybe(keys))
+        order = order[np.argsort(keys[order])]
         wanted = keys[order]  # ascending: each binary search starts where the last one ended
         found: dict[int, list[int]] = {}
-        for segment in self.segments:
+        for segment in self.segments if len(wanted) else ():
             low = np.searchsorted(segment.keys, wanted, "left")
-            inside = low < len(segment.keys)
-            hits = np.flatnonzero(inside & (segment.keys[np.minimum(low, len(segment.keys) - 1)] == wanted))
-            if not len(hits):
-                continue
-            high = np.searchsorted(segment.keys, wanted[hits], "right")
-            for n, start, end in zip(order[hits].tolist(), low[hits].tolist(), high.tolist()):
+            high = np.searchsorted(segment.keys, wanted, "right")
+            hits = np.flatnonzero(high > low)
+            for n, start, end in zip(order[hits].tolist(), low[hits].tolist(), high[hits].tolist()):
                 found.setdefault(n, []).extend(segment.ids[start:end].tolist())
         buckets = {}
         for n, members in found.items():
@@ -642,6 +674,7 @@ class BandIndex:
         if len(keys):  # (every pair is in one segment only)
             order = np.argsort(keys, kind="stable")
             self._write(db, keys[order], ids[order])
+            self._mark(keys)
         while len(self.segments) >= 2 and len(self.segments[-2].keys) <= 2 * len(self.segments[-1].keys):
             older, newer = self.segments[-2], self.segments[-1]
             keys_, ids_ = _merged(older, newer)

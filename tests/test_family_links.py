@@ -510,3 +510,23 @@ def test_a_writer_sees_what_another_writer_stored_between_its_batches(tmp_path):
         families.rebuild(db)
     db.close()
     assert [rows(path, sql) for sql in queries] == tables
+
+
+def test_lines_held_by_a_context_are_found_for_a_whole_batch_at_once():
+    """families._held (a batch's own lines in one sorted lookup) says what a set of each release's
+    context keys says, for batches larger than the release numbers packed above the keys, and for
+    keys that differ only in their top or bottom bits."""
+    rng = np.random.default_rng(7)
+    top = 1 << families.KEY_BITS
+    common = rng.integers(0, top, 40, dtype=np.uint64)  # footer lines shared by many releases
+    near = np.array([0, 1, top - 1, top - 2, 1 << (families.KEY_BITS - 1)], dtype=np.uint64)
+    for releases in (1, 3, 5000):
+        own = [np.concatenate((rng.choice(common, 3), rng.choice(near, 2), rng.integers(0, top, 4, dtype=np.uint64)))
+               for _ in range(releases)]
+        contexts = [[np.concatenate((rng.choice(keys_of, 1), rng.choice(np.concatenate((common, near)), 5)))
+                     for _ in range(int(rng.integers(0 if releases > 1 else 1, 4)))] for keys_of in own]
+        expected = [key in {k for keys in held for k in keys.tolist()} for keys_of, held in zip(own, contexts)
+                    for key in keys_of.tolist()]
+        lines = np.array([len(keys) for keys in own])
+        found = families._held(np.concatenate(own), lines, contexts)
+        assert found.tolist() == expected and 0 < sum(expected) < len(expected)
