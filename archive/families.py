@@ -409,9 +409,8 @@ class Texts:
                 self.newest[source_id] = (sorted(found), len(found) < limits[source_id])
         for source_id, group in by_source.items():
             found, complete = self.newest[source_id]
-            position = {release_id: n for n, release_id in enumerate(found)}
             for release_id in group:
-                n = position.get(release_id)
+                n = found.index(release_id) if release_id in found else None
                 if n is not None and (n >= CONTEXT or complete):
                     self.before[release_id] = found[max(0, n - CONTEXT) : n][::-1]
                 else:  # not among the source's newest: this one on its own
@@ -792,6 +791,25 @@ def _candidates(keys: np.ndarray, stored: dict[int, list[int]], signed: list[int
     return found
 
 
+def _prefiltered(found: dict[int, set[int]], signed: list[int], values: np.ndarray, values_of) -> dict[int, set[int]]:
+    """The candidates (row of a release -> releases) whose MinHash estimate is not far below the
+    threshold (>= PREFILTER; one without values is kept), compared all at once: the others' texts
+    are not read."""
+    pairs = [(row, other) for row, others in found.items() for other in others if other != signed[row]]
+    theirs = [values_of(other) for _, other in pairs]
+    known = [n for n, their in enumerate(theirs) if their is not None]
+    close = np.ones(len(pairs), dtype=bool)
+    if known:
+        rows = np.fromiter((pairs[n][0] for n in known), dtype=np.int64, count=len(known))
+        same = np.count_nonzero(values[rows] == np.stack([theirs[n] for n in known]), axis=1)
+        close[known] = same / NUM_PERM >= PREFILTER
+    kept: dict[int, set[int]] = {}
+    for (row, other), near in zip(pairs, close.tolist()):
+        if near:
+            kept.setdefault(row, set()).add(other)
+    return kept
+
+
 def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = None) -> set[int]:
     """Sign these releases (new or changed), find and verify their reposts; returns the ids
     whose repost links changed (both ends).
@@ -824,17 +842,14 @@ def link_reposts(db, release_ids, at: str | None = None, texts: Texts | None = N
     changed: set[int] = set()
     verified: set[tuple[int, int]] = set()
     release_rows = []
-    found = _candidates(key_matrix.ravel(), stored, signed)
+    found = _prefiltered(_candidates(key_matrix.ravel(), stored, signed), signed, values_matrix,
+                         lambda c: own_of[c][1] if c in row_of else stored_values.get(c))
     for release_id in ids:
         hashes, values = own_of[release_id]
         row = row_of.get(release_id)
         candidates: set[int] = set()
         if row is not None:
             candidates = found.get(row, candidates)
-            candidates.discard(release_id)
-            # a candidate far below the threshold by its MinHash is not read
-            candidates = {c for c in candidates
-                          if estimate(values, own_of[c][1] if c in row_of else stored_values.get(c, values)) >= PREFILTER}
             release_rows.append((release_id, len(hashes), band_bytes[row * 8 * BANDS : (row + 1) * 8 * BANDS],
                                  value_bytes[row * 4 * NUM_PERM : (row + 1) * 4 * NUM_PERM]))
         else:
@@ -942,7 +957,7 @@ def _write_family(db, members: list[int], links: dict[int, set[int]], texts: Tex
                   rewritten: set[int] | None = None) -> None:
     """Write a family's rows. A repost's similarity and diff against the first copy are kept as they
     are when neither text was ``rewritten`` since and the first copy is the same (None: all were)."""
-    columns = ("id", "source_id", "published", "first_seen", "language", "title", "text", "last_changed")
+    columns = ("id", "source_id", "published", "first_seen", "language", "title", "text", "last_changed", "family_id")
     rows = {}
     for chunk in chunks(members):
         for row in db.execute(f"select {', '.join(columns)} from releases where id in ({marks(chunk)})",
@@ -971,8 +986,8 @@ def _write_family(db, members: list[int], links: dict[int, set[int]], texts: Tex
         if before is None or before[:4] != (family_id, relation, similarity, diff):
             db.execute("insert or replace into family_members (release_id, family_id, relation, similarity, diff) "
                        "values (?, ?, ?, ?, ?)", [release_id, family_id, relation, similarity, diff])
-        db.execute("update releases set family_id = ? where id = ? and family_id is not ?",
-                   [family_id, release_id, family_id])
+        if row["family_id"] != family_id:
+            db.execute("update releases set family_id = ? where id = ?", [family_id, release_id])
     first_row = rows[first]
     db.execute(
         "insert or replace into families (id, first_release_id, first_source_id, first_published, member_count, "
