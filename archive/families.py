@@ -708,8 +708,9 @@ class BandIndex:
         return False
 
     def _write(self, db, keys: np.ndarray, ids: np.ndarray) -> None:
+        keys, ids = np.ascontiguousarray(keys, dtype="<u8"), np.ascontiguousarray(ids, dtype="<u4")
         cursor = db.conn.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)", [
-            len(keys), np.asarray(keys, dtype="<u8").tobytes(), np.asarray(ids, dtype="<u4").tobytes()])
+            len(keys), memoryview(keys).cast("B"), memoryview(ids).cast("B")])  # (the arrays' bytes, not copied)
         self.segments.append(Segment(cursor.lastrowid, keys, ids))
 
     def _stamp(self, db) -> None:
@@ -957,7 +958,7 @@ def _write_family(db, members: list[int], links: dict[int, set[int]], texts: Tex
                   rewritten: set[int] | None = None) -> None:
     """Write a family's rows. A repost's similarity and diff against the first copy are kept as they
     are when neither text was ``rewritten`` since and the first copy is the same (None: all were)."""
-    columns = ("id", "source_id", "published", "first_seen", "language", "title", "text", "last_changed", "family_id")
+    columns = ("id", "source_id", "published", "first_seen", "language", "title", "last_changed", "family_id")
     rows = {}
     for chunk in chunks(members):
         for row in db.execute(f"select {', '.join(columns)} from releases where id in ({marks(chunk)})",
@@ -970,17 +971,25 @@ def _write_family(db, members: list[int], links: dict[int, set[int]], texts: Tex
     updated = max([t for t in link_times if t] + [r["last_changed"] for r in rows.values() if r["last_changed"]],
                   default=None)
     written = _written(db, members) if rewritten is not None else {}
+    kept = {release_id for release_id in reposts if release_id in written
+            and written[release_id][1] == RELATION and written[release_id][4] == first
+            and first not in rewritten and release_id not in rewritten}  # (rewritten is None: written is empty)
+    diffed = sorted(reposts - kept - {first})
+    if diffed:  # the texts a new diff needs (a family's texts are read only then)
+        wanted = [first, *diffed]
+        for chunk in chunks(wanted):
+            for release_id, text in db.execute(f"select id, text from releases where id in ({marks(chunk)})",
+                                               chunk).fetchall():
+                rows[release_id]["text"] = text
     for release_id, row in sorted(rows.items()):
         before = written.get(release_id)
         if release_id == first:
             relation, similarity, diff = "first", 1.0, None
+        elif release_id in kept:
+            relation, similarity, diff = before[1:4]
         elif release_id in reposts:
-            if (before and before[1] == RELATION and before[4] == first
-                    and first not in rewritten and release_id not in rewritten):
-                relation, similarity, diff = before[1:4]
-            else:
-                relation, diff = RELATION, _family_diff(rows[first], row)
-                similarity = round(jaccard(texts.shingles(first), texts.shingles(release_id)), 4)
+            relation, diff = RELATION, _family_diff(rows[first], row)
+            similarity = round(jaccard(texts.shingles(first), texts.shingles(release_id)), 4)
         else:
             relation, similarity, diff = "translation", None, None
         if before is None or before[:4] != (family_id, relation, similarity, diff):
