@@ -46,8 +46,8 @@ edited one, translations, and near-misses sharing only a long footer), at THRESH
 with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
 0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.1% (545 bytes a
 release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
-added cost is just above the issue's 20%: +145 us of CPU a release against 669 us without
-linking (22%), in the crawl's batches of 25 (see the README).
+added cost is at the issue's 20%: +122 to +144 us of CPU a release against 632-733 us
+without linking (19.3% to 20.1% in four runs), in the crawl's batches of 25 (see the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id
@@ -576,7 +576,8 @@ class BandIndex:
     more than twice the newer, so an archive holds about log2(releases / batch) of them and a
     band key is rewritten about as many times, in long sequential writes. The writer reads the
     segments once (12 bytes a band: 14 MB at 100,000 releases) and finds a batch's buckets by
-    binary search in each. A release whose text changed leaves its old keys in place, listed in
+    binary search in each, for the keys its bit filter (:attr:`filter`) does not rule out: most
+    of a batch's keys are in no bucket. A release whose text changed leaves its old keys in place, listed in
     ``minhash_dropped`` until a merge removes them. ``_pressarchive`` key ``minhash_index``
     changes with every write, so a writer whose transaction was rolled back, or an archive
     another process linked, is read again."""
@@ -592,6 +593,7 @@ class BandIndex:
         # a bit for each key's low FILTER_BITS bits, set for every key a segment holds: most of a new
         # batch's keys are in no bucket, and are known to be without a search in every segment
         self.filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+        self.largest = 0  # the largest release id a segment holds: a release above it has no band rows
 
     def _mark(self, keys: np.ndarray) -> None:
         slots = keys & np.uint64((1 << FILTER_BITS) - 1)
@@ -618,8 +620,10 @@ class BandIndex:
                              for i, keys, ids in db.execute("select id, keys, ids from minhash_segments order by id")]
             self.dropped = set(db.execute("select key, release_id from minhash_dropped").fetchall())
             self.filter[:] = 0
+            self.largest = 0
             for segment in self.segments:
                 self._mark(segment.keys)
+                self.largest = max(self.largest, int(segment.ids.max(initial=0)))
             self.stamp = stamp
 
     def pairs(self) -> set[tuple[int, int]]:
@@ -712,6 +716,7 @@ class BandIndex:
         cursor = db.conn.execute("insert into minhash_segments (entries, keys, ids) values (?, ?, ?)", [
             len(keys), memoryview(keys).cast("B"), memoryview(ids).cast("B")])  # (the arrays' bytes, not copied)
         self.segments.append(Segment(cursor.lastrowid, keys, ids))
+        self.largest = max(self.largest, int(ids.max(initial=0)))
 
     def _stamp(self, db) -> None:
         self.stamp = restamp(db)
@@ -761,7 +766,9 @@ def _stored_values(db, ids, index: BandIndex) -> dict[int, np.ndarray]:
 def _drop_bands(db, index: BandIndex, ids: list[int]) -> None:
     """Take the band keys of these releases out of the index (a changed text leaves none of its old ones)."""
     keys, owners = [], []
-    for chunk in chunks(ids):
+    # a release whose keys no segment holds has none (every stored row with bands has its keys in
+    # one): a batch of new releases needs no query
+    for chunk in chunks([release_id for release_id in ids if release_id <= index.largest]):
         for release_id, bands in db.execute(
                 f"select release_id, bands from minhash_releases where release_id in ({marks(chunk)}) "
                 "and bands is not null", chunk).fetchall():

@@ -530,3 +530,19 @@ def test_lines_held_by_a_context_are_found_for_a_whole_batch_at_once():
         lines = np.array([len(keys) for keys in own])
         found = families._held(np.concatenate(own), lines, contexts)
         assert found.tolist() == expected and 0 < sum(expected) < len(expected)
+
+
+def test_a_changed_text_loses_its_old_keys_in_a_writer_that_read_the_index_afresh(tmp_path):
+    """A writer skips looking up old band rows for releases above every id the index holds (new
+    ones); a writer that reads the index from the file (another process, a new run) must know
+    that bound from the segments, or a changed text's old keys would stay findable."""
+    path = tmp_path / "archive.db"
+    texts = many_texts(3)
+    write(path, [item(f"https://s{n}.example/r", text, source=f"s{n}") for n, text in enumerate(texts)], batch=3)
+    old = {pair for pair in band_pairs(path) if pair[1] == 3}
+    assert len(old) == families.BANDS
+    families._INDEXES.clear()  # as in a new process: the index is read from the archive
+    write(path, [item("https://s2.example/r", texts[0].replace("a", "o"), source="s2",
+                      fetched_at="2017-06-24T00:00:00Z")])
+    assert band_pairs(path) == stored_band_pairs(path) and not old & band_pairs(path)
+    assert set(rows(path, "select key, release_id from minhash_dropped")) == old
