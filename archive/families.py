@@ -46,8 +46,9 @@ edited one, translations, and near-misses sharing only a long footer), at THRESH
 with 12 bands of 2: precision 1.000 (9,213 links), recall 0.983 of 5,585 planted pairs,
 0 of 4,646 near-misses and 0 of 1,386 translations linked; archive +6.1% (545 bytes a
 release; 20 bands of 3 gave recall 0.982, 16 bands and 0.5 gave 0.950). The writer's
-added cost is at the issue's 20%: +122 to +144 us of CPU a release against 632-733 us
-without linking (19.3% to 20.1% in four runs), in the crawl's batches of 25 (see the README).
+added cost is just within the issue's 20%: +121 to +123 us of CPU a release against
+627-632 us without linking (19.3% and 19.5% in two runs), in the crawl's batches of 25 (see
+the README).
 
 Families. The releases joined by links (reposts and the translations of
 archive/translations.py) form a family: ``families.id`` is the smallest release id

@@ -231,7 +231,7 @@ def main():
             without, with_ = spent[("plain", clock)], spent[("linked", clock)]
             per, extra = without / len(items) * 1e6, (with_ - without) / len(items) * 1e6
             print(f"writer {what} time without linking: {without:.1f} s ({per:.0f} us/release); with linking: "
-                  f"{with_:.1f} s; added {extra:.0f} us/release = {extra / per:.0%} of the writer's cost")
+                  f"{with_:.1f} s; added {extra:.0f} us/release = {extra / per:.1%} of the writer's cost")
         print(f"cleaning workers (in parallel, before the writer): signing the texts for the linker took "
               f"{spent['signing'] / len(items) * 1e6:.0f} us of CPU a release (families.sign)")
         result = score(linked, groups, near, translations)
