@@ -578,8 +578,8 @@ class BandIndex:
     band key is rewritten about as many times, in long sequential writes. The writer reads the
     segments once (12 bytes a band: 14 MB at 100,000 releases) and finds a batch's buckets by
     binary search in each, for the keys its bit filter (:attr:`filter`) does not rule out: most
-    of a batch's keys are in no bucket. A release whose text changed leaves its old keys in place, listed in
-    ``minhash_dropped`` until a merge removes them. ``_pressarchive`` key ``minhash_index``
+    of a batch's keys are in no bucket. A release whose text changed leaves its old keys in
+    place, listed in ``minhash_dropped`` until a merge removes them. ``_pressarchive`` key ``minhash_index``
     changes with every write, so a writer whose transaction was rolled back, or an archive
     another process linked, is read again."""
 
@@ -596,14 +596,20 @@ class BandIndex:
         self.filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
         self.largest = 0  # the largest release id a segment holds: a release above it has no band rows
 
-    def _mark(self, keys: np.ndarray) -> None:
+    @staticmethod
+    def _slots(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's place in :attr:`filter`: (byte, bit), from its low FILTER_BITS bits."""
         slots = keys & np.uint64((1 << FILTER_BITS) - 1)
-        np.bitwise_or.at(self.filter, slots >> np.uint64(3), np.left_shift(1, slots & np.uint64(7)).astype(np.uint8))
+        return slots >> np.uint64(3), (slots & np.uint64(7)).astype(np.uint8)
+
+    def _mark(self, keys: np.ndarray) -> None:
+        byte, bit = self._slots(keys)
+        np.bitwise_or.at(self.filter, byte, np.left_shift(np.uint8(1), bit))
 
     def _maybe(self, keys: np.ndarray) -> np.ndarray:
         """Whether a segment may hold each key (False: none does)."""
-        slots = keys & np.uint64((1 << FILTER_BITS) - 1)
-        return (self.filter[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)) & np.uint8(1) == 1
+        byte, bit = self._slots(keys)
+        return (self.filter[byte] >> bit) & np.uint8(1) == 1
 
     def remember(self, signatures: dict[int, np.ndarray | None]) -> None:
         """What ``minhash_releases`` holds for these releases (just written or read)."""
