@@ -1,7 +1,7 @@
 """Registry regexes run on RE2: linear time whatever the pattern (a registry is config from anyone).
 
 Used for URL patterns (crawler/sources.py), statement-type rules (archive/statement_type.py)
-and cleaning selectors (pipelines/clean.py). No URL longer than :data:`MAX_URL_CHARS` is
+and cleaning selectors (pipelines/cleaning.py). No URL longer than :data:`MAX_URL_CHARS` is
 ever matched or fetched.
 """
 

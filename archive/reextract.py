@@ -103,7 +103,7 @@ def reextract(db_path: Path, clean, source_ids=(), warc_dir: Path | None = None,
     """Re-extract; return the counts. Raises :class:`ReextractRefused` before writing anything.
 
     ``clean(body, url, content_type, charset, fetched_at, hints, languages)`` is the crawl's
-    cleaning step (``pipelines.clean.clean_capture``, passed in by the CLI): it returns the
+    cleaning step (``pipelines.cleaning.clean_capture``, passed in by the CLI): it returns the
     release's cleaned values and notes, or None and why the page has no text.
     ``progress(done, total)``, when given, is called before each release and once at the end
     (the CLI draws a progress bar with it in a terminal).

@@ -156,7 +156,7 @@ def store(plain: Path, linked: Path, items, batch: int) -> dict:
     for item in items:
         item.search_form = (search_index.search_form(item.title), search_index.search_form(item.text))
     cpu = time.process_time()
-    signed = [families.sign(item.text) for item in items]  # pipelines/clean.py, in the workers
+    signed = [families.sign(item.text) for item in items]  # pipelines/cleaning.py, in the workers
     signing = time.process_time() - cpu
     original = families.link_new
     writers = {"plain": ArchiveWriter(plain, background_checkpoints=False),

@@ -630,7 +630,7 @@ def _can_match(group: str | None, samples: tuple[str, ...]) -> bool:
 def css_problem(css: str, elements_only: bool = False) -> str | None:
     """What is wrong with a ``selectors`` entry, or None.
 
-    Checked with what extraction runs (pipelines/clean.py): parsel's CSS-to-XPath
+    Checked with what extraction runs (pipelines/cleaning.py): parsel's CSS-to-XPath
     translation (cssselect plus ``::text`` and ``::attr()``) and lxml's XPath compiler.
     """
     from cssselect import SelectorError, parse

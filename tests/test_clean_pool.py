@@ -64,6 +64,25 @@ def test_empty_and_binary_pages_are_dropped_and_counted(pipeline):
     assert pipeline.crawler.stats.get_value("pressarchive/s/empty") == 2
 
 
+def test_workers_start_without_scrapy_and_clean_without_importing_anything():
+    """A worker is forked from a forkserver that has imported what a page needs
+    (WORKER_PRELOAD) and nothing of Scrapy or Twisted: a crawl's workers start in a
+    fraction of a second, and cleaning a page imports nothing more."""
+    pipe = CleanPipeline(Crawler(2))
+    pipe.open_spider()
+    try:
+        loaded = "sorted(__import__('sys').modules)"
+        before = set(pipe.pool.submit(eval, loaded).result(timeout=60))
+        assert "pipelines.cleaning" in before and "pipelines.extraction" in before
+        assert not {name.split(".")[0] for name in before} & {"scrapy", "twisted", "parsel"}
+        cleaned = asyncio.run(pipe.process_item(item()))
+        assert "welcomed the agreement" in cleaned.text
+        after = set().union(*(pipe.pool.submit(eval, loaded).result(timeout=60) for _ in range(4)))
+        assert not {name.split(".")[0] for name in after} & {"scrapy", "twisted"}
+    finally:
+        pipe.close_spider()
+
+
 def test_a_dead_worker_restarts_the_pool_and_the_page_is_retried():
     pipe = CleanPipeline(Crawler(2))
     pipe.open_spider()

@@ -165,7 +165,7 @@ def test_texts_signed_by_the_workers_link_as_texts_signed_by_the_writer(tmp_path
         items = [item(f"https://s{n % 3}.example/{n}", text, source=f"s{n % 3}", published=f"2017-06-{10 + n}")
                  for n, text in enumerate(texts)]
         for one in items:
-            one.minhash = families.sign(one.text) if signed else None  # as pipelines/clean.py does
+            one.minhash = families.sign(one.text) if signed else None  # as pipelines/cleaning.py does
         path = tmp_path / f"signed-{signed}.db"
         write(path, items, batch=3)
         found.append({t: rows(path, f"select {columns} from {t} order by 1, 2") for t, columns in tables.items()})

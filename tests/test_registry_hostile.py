@@ -25,7 +25,7 @@ from crawler.sources import (
     load_sources,
     url_pattern,
 )
-from pipelines.clean import url_date
+from pipelines.cleaning import url_date
 
 CLI = Path(sys.executable).with_name("pressarchive")
 BASE = {

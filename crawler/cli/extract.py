@@ -31,7 +31,7 @@ def extract(file, url, charset):
 
 
 def _read_page(file: Path) -> bytes:
-    from pipelines.clean import looks_binary
+    from pipelines.cleaning import looks_binary
     from pipelines.pdf import is_pdf
 
     try:
@@ -55,7 +55,7 @@ def _extract_page(body: bytes, file: Path, url, charset):
     """The extraction of a page, and why it has no text (None when it has): what a crawl would
     store, or the reason it would not. Decoding repairs are one warning line each."""
     from pipelines import extraction
-    from pipelines.clean import SCRIPT_ONLY_MAX_WORDS, SCRIPT_ONLY_RE
+    from pipelines.cleaning import SCRIPT_ONLY_MAX_WORDS, SCRIPT_ONLY_RE
     from pipelines.encoding import decode_notes
     from pipelines.pdf import TEXT_STATUSES, analyse_pdf, is_pdf
 

@@ -31,7 +31,7 @@ def reextract_command(source_ids, db_path, warc_dir):
         reextract,
     )
     from crawler.progress import progress_bar
-    from pipelines.clean import (
+    from pipelines.cleaning import (
         clean_capture,  # (slow to import: only when the command runs)
     )
 

@@ -95,7 +95,7 @@ class Extraction:
     # Lines for the crawl's log (e.g. a URL date that lost to the date printed in the page).
     notes: list = field(default_factory=list)
     # The date printed in the page itself and its source (``time``/``text``), when asked for
-    # (``hints["date_from_url"]``): a source's URL date is checked against it (pipelines/clean.py).
+    # (``hints["date_from_url"]``): a source's URL date is checked against it (pipelines/cleaning.py).
     page_date: str | None = None
     page_date_source: str | None = None
     # EXTRACTOR_VERSION and the path that produced the text ("... text=trafilatura+recall"; see
