@@ -71,7 +71,6 @@ class CleanPipeline:
         # forkserver: workers start from a clean interpreter, not a fork of the
         # running reactor and its threads.
         context = multiprocessing.get_context("forkserver")
-        # (and with what every page needs imported: an import is not a page's CLEAN_TIMEOUT)
         context.set_forkserver_preload(WORKER_PRELOAD)
         self.pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                         initargs=(os.getpid(),))

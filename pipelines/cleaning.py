@@ -39,8 +39,6 @@ SCRIPT_ONLY_MAX_WORDS = 40
 BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"7z\xbc\xaf",
                 b"Rar!", b"\x00\x00\x01\x00", b"RIFF", b"OggS", b"\x7fELF", b"MZ", b"wOFF", b"wOF2", b"\x00\x01\x00\x00")
 CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
-CLEANED = ("title", "text", "published", "date_source", "language", "encoding", "canonical_url",
-           "content_hash", "word_count", "extractor")
 
 
 class NoText(Exception):
