@@ -238,9 +238,13 @@ def ensure_schema(db: sqlite_utils.Database) -> sqlite_utils.Database:
     _ensure_families(db)
     _ensure_watches(db)
     _backfill_history(db)
+    # Only what changed is re-created: a schema change makes every reader parse the schema again,
+    # and one opening the search index meanwhile can fail ("vtable constructor failed").
+    stored = dict(db.execute("select name, sql from sqlite_master where type = 'view'").fetchall())
     for name, sql in VIEWS.items():
-        db.execute(f"drop view if exists [{name}]")
-        db.execute(f"create view [{name}] as {sql}")
+        if stored.get(name) != f"CREATE VIEW [{name}] as {sql}":
+            db.execute(f"drop view if exists [{name}]")
+            db.execute(f"CREATE VIEW [{name}] as {sql}")
     db["_pressarchive"].insert(
         {"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key", replace=True
     )

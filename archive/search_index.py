@@ -59,10 +59,12 @@ import hashlib
 import logging
 import re
 import unicodedata
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from archive.sql import chunks, marks
+
+if TYPE_CHECKING:  # (annotations only: a cleaning worker imports this module for search_form)
+    import sqlite_utils
 
 logger = logging.getLogger(__name__)
 
@@ -460,11 +462,13 @@ def ensure_search(db: sqlite_utils.Database, batch: int = 2000) -> None:
         db["_pressarchive"].insert(
             {"key": "search_version", "value": SEARCH_VERSION}, pk="key", replace=True
         )
-    # Facet counts on the unfiltered releases page scan these instead of the
-    # (wide) rows; source_id is covered by schema's (source_id, published).
-    for column in ("country", "kind", "language", "year"):
-        db["releases"].create_index([column], if_not_exists=True)
-    analyze(db)
+        # Facet counts on the unfiltered releases page scan these instead of the
+        # (wide) rows; source_id is covered by schema's (source_id, published).
+        for column in ("country", "kind", "language", "year"):
+            db["releases"].create_index([column], if_not_exists=True)
+        # (Every schema change in one commit: a reader that opens the search index while the
+        # schema changes under it can fail, "vtable constructor failed".)
+        analyze(db)
     missing_sql = (
         f"select id from releases where id not in (select release_id from {ROWS_TABLE}) "
         f"union select release_id from {PENDING_TABLE}"

@@ -50,6 +50,12 @@ RUN_COUNTS = ("requests", "new", "changed", "unchanged", "empty", "errors", "rem
 # and fsync every commit itself instead of the background thread.
 WAL_CHECKPOINT_BYTES = 2**30
 CHECKPOINT_INTERVAL = 1.0  # seconds: the background checkpointer runs at most this often
+# Bulk loads: from this many new releases in one batch, the search index's insert trigger is
+# dropped and re-created around their INSERT (search_index.insert_trigger_paused; a trigger makes
+# SQLite copy every changed page into a statement journal, row after row: 3x slower). That is a
+# schema change, and a reader opening the search index meanwhile can fail ("vtable constructor
+# failed"), so crawls (ARCHIVE_BATCH_SIZE) and `pressarchive ingest` (200) stay below it.
+PAUSE_TRIGGER_ROWS = 1000
 
 
 class Checkpointer(threading.Thread):
@@ -404,7 +410,8 @@ class ArchiveWriter(Preparer):
         first_id = self.db.execute("select coalesce(max(id), 0) + 1 from releases").fetchone()[0]
         ids = range(first_id, first_id + len(rows))
         columns = ("id", *prepared.columns)
-        paused = search_index.insert_trigger_paused(self.db) if len(rows) >= 100 else contextlib.nullcontext()
+        bulk = len(rows) >= PAUSE_TRIGGER_ROWS
+        paused = search_index.insert_trigger_paused(self.db) if bulk else contextlib.nullcontext()
         with paused:  # these URLs are not in the archive: the insert trigger has nothing to save
             self.db.conn.executemany(
                 f"insert into releases ({', '.join(f'[{c}]' for c in columns)}) "

@@ -12,7 +12,8 @@ CPU; 0 = clean on the reactor thread, for debugging). Only the body and a few
 fields cross to a worker; the cleaned fields come back. A worker that dies
 (a crash in lxml, the OOM killer) does not stop the crawl: the pool is
 recreated, the page is tried once more, and a page that kills a worker twice
-is counted as an error. The pool is shut down when the spider closes.
+is counted as an error. The pool starts with the first page to clean and is shut
+down when the spider closes.
 
 Settings: ``CLEAN_WORKERS``, ``CLEAN_TIMEOUT``.
 """
@@ -20,7 +21,6 @@ Settings: ``CLEAN_WORKERS``, ``CLEAN_TIMEOUT``.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import multiprocessing
 import os
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # What the forkserver imports before it forks a worker: everything a page needs, so that an
 # import is never counted in a page's CLEAN_TIMEOUT and no worker imports it again.
-WORKER_PRELOAD = ["pipelines.cleaning", "archive.search_index", "archive.families"]
+WORKER_PRELOAD = ["pipelines.cleaning", "pipelines.extraction", "archive.search_index", "archive.families"]
 
 
 class CleanTimeout(Exception):
@@ -67,7 +67,10 @@ class CleanPipeline:
 
     # -- the pool --------------------------------------------------------------
 
-    def _start_pool(self) -> None:
+    def start_pool(self) -> None:
+        """Start the pool (the first page to clean does, :meth:`_run`). Its workers start as pages
+        come: a page's CLEAN_TIMEOUT counts from when a worker takes it (:func:`_started`), never
+        a worker's start."""
         # forkserver: workers start from a clean interpreter, not a fork of the
         # running reactor and its threads.
         context = multiprocessing.get_context("forkserver")
@@ -77,17 +80,8 @@ class CleanPipeline:
         self.generation += 1
 
     def open_spider(self):
-        if self.workers > 0:
-            self._start_pool()
-            self._wait_for_workers()
-
-    def _wait_for_workers(self, timeout: float = 120) -> None:
-        """Start every worker now, before the first page: a worker's start (a process, on a busy
-        machine seconds) is then never counted in a page's CLEAN_TIMEOUT, and a pool that cannot
-        start says so at the crawl's start. The pool makes one process per task it has no idle
-        worker for, so one trivial task per worker starts them all."""
-        tasks = [self.pool.submit(os.getpid) for _ in range(self.workers)]
-        concurrent.futures.wait(tasks, timeout=timeout)
+        """Nothing starts here: a crawl that finds nothing to clean (feeds and pages unchanged,
+        a site that is down) starts no process, and the others start theirs with the first page."""
 
     def close_spider(self):
         self._shutdown()
@@ -118,7 +112,7 @@ class CleanPipeline:
             return clean_for_archive(*args)
         for attempt in (1, 2):
             if self.pool is None:
-                self._start_pool()
+                self.start_pool()
             generation = self.generation
             future = self.pool.submit(clean_for_archive, *args)
             try:

@@ -7,7 +7,11 @@ a page with nothing to store raises :class:`NoText`. ``pressarchive reextract`` 
 captures again with :func:`clean_capture`.
 
 No Scrapy and no Twisted here: the crawl's pool workers (pipelines/clean.py) start from a
-forkserver that has imported this module, so a worker starts without importing either.
+forkserver that has imported this module and the extractor, so a worker starts without
+importing either. The other way round, the crawl's own process imports this module (for
+:class:`NoText`, :func:`is_pdf` and the functions it sends to the workers) but never cleans a
+page: the extractor (trafilatura, its language and date libraries) is imported inside the
+functions that use it, so the crawl does not pay for importing it a second time.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from datetime import date, datetime
 import re2
 
 from archive.patterns import MAX_URL_CHARS, safe_regex
-from pipelines import dates, extraction
+from pipelines import dates
 from pipelines.encoding import decode_notes
-from pipelines.extraction.alternates import find_alternates
 
 PDF_TYPES = ("application/pdf", "application/x-pdf")
 # A headline longer than this is a broken page (a <title> left open swallows the document).
@@ -41,6 +44,12 @@ BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b"
 CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 
 
+def is_pdf(body: bytes, content_type: str | None = None) -> bool:
+    """A PDF by its Content-Type or, as servers often send octet-stream, by its magic bytes."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime in PDF_TYPES or body[:1024].lstrip().startswith(b"%PDF-")
+
+
 class NoText(Exception):
     """The page has nothing to store; ``str()`` says why, for the log line."""
 
@@ -48,6 +57,9 @@ class NoText(Exception):
 def clean_page(body: bytes, url: str, content_type: str | None, http_charset: str | None, fetched_at: str,
                hints: dict, languages: list[str] | None) -> dict:
     """Cleaned fields of one page (runs in a worker process); raises NoText for an empty page."""
+    # Imported here, not at the top (see the module's docstring): preloaded in workers.
+    from pipelines import extraction
+
     when = datetime.fromisoformat(fetched_at.replace("Z", "+00:00"))
     if content_type in PDF_TYPES:
         from pipelines import pdf
@@ -122,11 +134,15 @@ def extract_html(body: bytes, url: str, http_charset, when: datetime, hints: dic
     ``date`` win over what extraction finds. ``date_from_url`` beats dates guessed from the page
     text, not the page's own publication metadata.
     """
+    from pipelines import extraction
+
     selectors = hints.get("selectors") or {}
     title = sel_date = None
     source_bytes = body
     if selectors:
         from parsel import Selector
+
+        from pipelines.extraction.alternates import find_alternates
 
         text, encoding = extraction.decode_html(body, http_charset)
         page = Selector(text=text)

@@ -30,9 +30,9 @@ analysis gives text boxes in reading order, line positions and font sizes):
 6. language: :func:`pipelines.extraction.detect_language`, with the document's
    ``/Lang`` as the declared language.
 
-``pdf_links(response_or_html, base_url)`` finds the PDF versions linked from an
-HTML release ("Full statement (PDF)", ``.pdf`` hrefs, ``type="application/pdf"``),
-ignoring links in page furniture (nav, header, footer, aside).
+Finding the PDFs an HTML release links to is discovery's business
+(:func:`crawler.discovery.attachments.pdf_links`); telling a PDF by its bytes is
+:func:`pipelines.cleaning.is_pdf`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import statistics
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import lxml.html
 from lxml import etree
@@ -66,7 +66,6 @@ from pipelines.dates import (
     dates_in_text,
     valid_date,
 )
-from pipelines.encoding import decode_html
 from pipelines.extraction import Extraction, normalise_text
 from pipelines.extraction.language import detect_language
 from pipelines.extraction.text import CJK_RE
@@ -74,7 +73,6 @@ from pipelines.extraction.text import CJK_RE
 logger = logging.getLogger(__name__)
 
 PDF_EXTRACTOR_VERSION = "pressarchive-pdf/1"
-PDF_MIME = "application/pdf"
 
 TEXT_STATUSES = {
     "text": "text extracted",
@@ -121,12 +119,6 @@ SENTENCE_END = ".!?。！？:：;；\"”’)）」』】"
 CJK_PUNCT = "，。、：；？！“”‘’（）《》〈〉「」『』【】—…·"
 HAN_OR_PUNCT_RE = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
                              + re.escape(CJK_PUNCT) + "]")
-PDF_LINK_TEXT_RE = re.compile(r"\bpdf\b|full (text|statement|release)|download|下载|全文|附件", re.IGNORECASE)
-# Elements that may point at a PDF, outside page furniture (nav, header, footer, aside: site-wide
-# reports, annual plans), selected in one XPath pass: linear however many links a page holds.
-PDF_CANDIDATES_XPATH = ("(//a[@href] | //link[@type='application/pdf'] | //embed[@src] | //iframe[@src]"
-                        " | //object[@data])"
-                        "[not(ancestor::nav or ancestor::header or ancestor::footer or ancestor::aside)]")
 
 
 @dataclass
@@ -536,76 +528,3 @@ def has_text_layer(body: bytes, max_pages: int = 5) -> bool:
         return False
     text = "".join(line.text for line in layout.lines)
     return _status(layout, text) == "text"
-
-
-def is_pdf(body: bytes, content_type: str | None = None) -> bool:
-    """A PDF by its Content-Type or, as servers often send octet-stream, by its magic bytes."""
-    mime = (content_type or "").split(";")[0].strip().lower()
-    return mime in (PDF_MIME, "application/x-pdf") or body[:1024].lstrip().startswith(b"%PDF-")
-
-
-# --- PDF links in HTML releases -----------------------------------------------------------------
-
-
-def _looks_like_pdf(href: str) -> bool:
-    path = href.split("#", 1)[0].split("?", 1)[0]
-    if "//" in path:  # absolute or scheme-relative: the host is not the path
-        path = urlsplit(path).path
-    return path.lower().endswith(".pdf")
-
-
-def _absolute(base: str, origin: str, href: str) -> str:
-    """``urljoin(base, href)``, with a fast path for the common ``/path/file.pdf`` (no dot segments)."""
-    if href.startswith("/") and not href.startswith("//") and "/." not in href:
-        return origin + href
-    return urljoin(base, href)
-
-
-def pdf_links(response_or_html, base_url: str | None = None) -> list[str]:
-    """Absolute URLs of the PDF versions an HTML release links to, in page order, without repeats.
-
-    Accepts a Scrapy response, HTML text or bytes. A link counts when its path ends in
-    ``.pdf``, it says ``type="application/pdf"``, or its text names a PDF ("Full
-    statement (PDF, 245 KB)", "下载全文"). Links inside nav, header, footer and aside
-    (site-wide reports, annual plans) are ignored. Linear in the size of the page: a
-    hostile page with 100,000 PDF links is read in about a second (the caller caps how
-    many it fetches, see ``PRESSARCHIVE_MAX_ATTACHMENTS``).
-    """
-    if hasattr(response_or_html, "body") and hasattr(response_or_html, "url"):
-        base_url = base_url or response_or_html.url
-        html = getattr(response_or_html, "text", None) or decode_html(response_or_html.body)[0]
-    elif isinstance(response_or_html, bytes):
-        html = decode_html(response_or_html)[0]
-    else:
-        html = response_or_html or ""
-    if not html.strip():
-        return []
-    tree = lxml.html.fromstring(html)
-    base = urljoin(base_url or "", (tree.xpath("//base/@href") or [""])[0].strip())
-    parts = urlsplit(base)
-    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
-    found: dict[str, None] = {}  # ordered, with O(1) membership
-    for element in tree.xpath(PDF_CANDIDATES_XPATH):
-        href = (element.get("href") if element.tag == "a" else
-                element.get("href") or element.get("src") or element.get("data"))
-        href = (href or "").strip()
-        if not href or href.startswith(("#", "mailto:", "javascript:", "tel:", "data:")):
-            continue
-        if not (_looks_like_pdf(href) or _typed_pdf(element) or _named_pdf(element, href)):
-            continue
-        url = _absolute(base, origin, href) if origin else urljoin(base, href)
-        if url.startswith(("http://", "https://")):
-            found.setdefault(url)
-    return list(found)
-
-
-def _typed_pdf(element) -> bool:
-    return (element.get("type") or "").lower().startswith(PDF_MIME)
-
-
-def _named_pdf(element, href: str) -> bool:
-    """An anchor whose text names a PDF ("Full statement (PDF)")."""
-    if element.tag != "a":
-        return False
-    text = element.text_content() or ""
-    return bool(PDF_LINK_TEXT_RE.search(text)) and "pdf" in (text + href).lower()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
+from conftest import child_env
 from scrapy.exceptions import DropItem
 from scrapy.settings import Settings
 from scrapy.signalmanager import SignalManager
@@ -64,12 +68,28 @@ def test_empty_and_binary_pages_are_dropped_and_counted(pipeline):
     assert pipeline.crawler.stats.get_value("pressarchive/s/empty") == 2
 
 
+def test_the_pool_starts_with_the_first_page_to_clean():
+    """A crawl that has nothing to clean (feeds and pages unchanged) starts no process."""
+    pipe = CleanPipeline(Crawler(2))
+    pipe.open_spider()
+    try:
+        fetch = EntryFetch("s", "http://gov.example/feed", "feed", "2024-03-01T12:00:00Z", 200)
+        assert asyncio.run(pipe.process_item(fetch)) is fetch
+        assert pipe.pool is None
+        cleaned = asyncio.run(pipe.process_item(item()))
+        assert "welcomed the agreement" in cleaned.text
+        assert pipe.pool is not None and len(pipe.pool._processes) == 1, "one page, one worker started"
+    finally:
+        pipe.close_spider()
+    assert pipe.pool is None
+
+
 def test_workers_start_without_scrapy_and_clean_without_importing_anything():
     """A worker is forked from a forkserver that has imported what a page needs
     (WORKER_PRELOAD) and nothing of Scrapy or Twisted: a crawl's workers start in a
     fraction of a second, and cleaning a page imports nothing more."""
     pipe = CleanPipeline(Crawler(2))
-    pipe.open_spider()
+    pipe.start_pool()
     try:
         loaded = "sorted(__import__('sys').modules)"
         before = set(pipe.pool.submit(eval, loaded).result(timeout=60))
@@ -138,3 +158,24 @@ def test_a_page_that_takes_too_long_is_an_error_and_the_pool_goes_on():
         assert after.text and pipe.generation == 2
     finally:
         pipe.close_spider()
+
+
+def test_the_crawl_process_leaves_the_extractor_to_its_workers(tmp_path, fixture_sources):
+    """A real crawl cleans its pages in the workers, and its own process never imports the
+    extractor (trafilatura and the libraries behind it, PDF reading): that import is the
+    forkserver's, once, not a second one per crawl."""
+    probe = ("import atexit, sys\n"
+             "heavy = {'trafilatura', 'justext', 'htmldate', 'courlan', 'pdfminer', 'pipelines.extraction',"
+             " 'pipelines.pdf'}\n"
+             "atexit.register(lambda: print('IMPORTED', sorted(heavy & set(sys.modules)), file=sys.stderr))\n"
+             "from crawler.cli import main\n"
+             "sys.argv[0] = 'pressarchive'\n"
+             "main()\n")
+    db = tmp_path / "archive.db"
+    done = subprocess.run([sys.executable, "-c", probe, "crawl", "--sources", str(fixture_sources), "--db", str(db),
+                           "fixture-feed"], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED []" in done.stderr.splitlines()
+    texts = [row[0] for row in sqlite3.connect(db).execute("select text from releases")]
+    assert len(texts) >= 3 and all(len(text) > 200 for text in texts)

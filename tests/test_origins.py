@@ -339,7 +339,7 @@ def test_remote_control_is_not_among_a_real_crawls_extensions(origins_crawl):
     assert "RemoteControl" not in listed
     settings = build_settings("x.db")
     assert settings.getbool("REMOTE_CONTROL_ENABLED") is False
-    assert settings.getwithbase("EXTENSIONS")["scrapy.extensions.remote_control.RemoteControl"] is None
+    assert "scrapy.extensions.remote_control.RemoteControl" not in settings.getwithbase("EXTENSIONS")
     assert {settings.getdict("DOWNLOAD_HANDLERS")[s] for s in ("ftp", "s3", "file", "data")} == {None}
 
 
@@ -492,7 +492,7 @@ def test_attachments_are_capped_and_pagination_goes_on(pdf_flood):
 
 
 def test_pdf_links_is_linear_in_the_page():
-    from pipelines.pdf import pdf_links
+    from crawler.discovery.attachments import pdf_links
 
     anchors = "".join(f'<li><a href="/files/doc-{i}.pdf">Document {i} (PDF)</a></li>' for i in range(100_000))
     html = f"<html><body><nav><a href='/plan.pdf'>Plan</a></nav><main><ul>{anchors}{anchors}</ul></main></body></html>"

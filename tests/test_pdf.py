@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from crawler.discovery.attachments import pdf_links
+from pipelines.cleaning import is_pdf
 from pipelines.extraction import Extraction
 from pipelines.pdf import (
     analyse_pdf,
@@ -15,9 +17,7 @@ from pipelines.pdf import (
     find_date,
     has_text_layer,
     is_junk_title,
-    is_pdf,
     pdf_date,
-    pdf_links,
 )
 
 PDFS = Path(__file__).parent / "pdfs"

@@ -1,8 +1,8 @@
 """The archive writer on real SQLite files: the bulk path for new releases and the one-by-one path.
 
 ``ArchiveWriter.write`` inserts a batch's new releases with a few
-``executemany`` calls (insert trigger paused inside the transaction) and
-sends everything else through ``history.apply_release``. Both must leave the
+``executemany`` calls (insert trigger paused inside the transaction for bulk loads,
+PAUSE_TRIGGER_ROWS) and sends everything else through ``history.apply_release``. Both must leave the
 same archive: rows, versions, counts and a search index that finds exactly
 the current text.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -21,7 +22,7 @@ from archive import search_index
 from archive.items import ReleaseItem
 from archive.schema import PAGE_SIZE
 from archive.site.serve import CONFIG_DIR
-from archive.writer import ArchiveWriter, Preparer
+from archive.writer import PAUSE_TRIGGER_ROWS, ArchiveWriter, Preparer
 from crawler.sources import Source
 
 SOURCES = {"ca": Source(id="ca", name="Canada", country="CA", kind="foreign_ministry", languages=["en"],
@@ -53,7 +54,7 @@ def integrity(db):
     indexed = db.execute(f"select count(*) from {search_index.ROWS_TABLE}").fetchone()[0]
     assert indexed == db.execute("select count(*) from releases").fetchone()[0]
     trigger = db.execute("select 1 from sqlite_master where type = 'trigger' and name = 'releases_fts_on_insert'")
-    assert trigger.fetchone(), "the insert trigger is back after a bulk insert"
+    assert trigger.fetchone(), "the insert trigger is there after a bulk insert"
 
 
 @pytest.fixture
@@ -64,20 +65,77 @@ def writer(tmp_path):
 
 
 def test_bulk_batch_of_new_releases(writer):
-    items = [release(n) for n in range(150)]  # >= 100: the bulk path with the trigger paused
+    items = [release(n) for n in range(PAUSE_TRIGGER_ROWS)]  # a bulk load: the insert trigger paused
     writer.write(items)
     db = writer.db
-    assert db.execute("select count(*) from releases").fetchone()[0] == 150
-    assert db.execute("select count(*) from release_versions where version = 1 and change = 'first'").fetchone()[0] == 150
+    assert db.execute("select count(*) from releases").fetchone()[0] == PAUSE_TRIGGER_ROWS
+    assert db.execute("select count(*) from release_versions where version = 1 and change = 'first'").fetchone()[0] == PAUSE_TRIGGER_ROWS
     row = db.execute("select country, kind, status, version_count, first_seen, next_check, statement_type "
                      "from releases where url = ?", [items[7].url]).fetchone()
     assert row == ("CA", "foreign_ministry", "live", 1, "2024-03-01T10:00:00Z", "2024-03-01T11:00:00Z",
                    "other")
-    assert writer.counts[("ca", "new")] == 150
+    assert writer.counts[("ca", "new")] == PAUSE_TRIGGER_ROWS
     ids = dict(db.execute("select url, id from releases").fetchall())
     assert matches(db, '"release 42"') == {ids[items[42].url]}
-    assert len(matches(db, "maritime")) == 150
+    assert len(matches(db, "maritime")) == PAUSE_TRIGGER_ROWS
     integrity(db)
+
+
+def test_writing_never_changes_the_schema_readers_parse(tmp_path):
+    """A reader (Datasette, sqlite3) parses the schema again after any schema change, and one that
+    opens the search index meanwhile can fail ("vtable constructor failed"): once the archive
+    exists, neither opening it again nor writing, bulk batches included, changes its schema."""
+    path = tmp_path / "archive.db"
+    first = ArchiveWriter(path, sources=SOURCES)
+    first.write([release(0)])
+    first.close()
+    reader = sqlite3.connect(path)
+    before = reader.execute("pragma schema_version").fetchone()[0]
+    writer = ArchiveWriter(path, sources=SOURCES)
+    writer.write([release(n) for n in range(1, 201)])  # the bulk path, a batch of `pressarchive ingest`
+    writer.write([release(n, f"Edited statement {n} about fisheries.") for n in range(1, 5)])  # one by one
+    assert reader.execute("pragma schema_version").fetchone()[0] == before
+    assert reader.execute("select count(*) from releases").fetchone()[0] == 201
+    assert len(matches(writer.db, "maritime")) == 197 and len(matches(writer.db, "fisheries")) == 4
+    integrity(writer.db)
+    writer.close()
+    reader.close()
+
+
+def test_searches_never_fail_while_writers_create_and_open_the_archive(tmp_path):
+    """Readers searching in a loop from before the archive exists, while it is created and then
+    opened by 50 writers in turn (each crawl opens it): not one search fails."""
+    path = tmp_path / "archive.db"
+    stop, errors, searches = threading.Event(), [], []
+
+    def search():
+        while not stop.is_set():
+            if not path.exists():
+                continue
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                conn.execute(f"select count(*) from {search_index.FTS_TABLE} where {search_index.FTS_TABLE} "
+                             "match 'maritime'").fetchone()
+                conn.close()
+                searches.append(1)
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):  # (before the index exists)
+                    errors.append(str(exc))
+
+    readers = [threading.Thread(target=search) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for n in range(50):
+            writer = ArchiveWriter(path, sources=SOURCES)
+            writer.write([release(n)])
+            writer.close()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert not errors, errors[:3]
+    assert len(searches) > 100
 
 
 def test_bulk_and_one_by_one_paths_in_one_batch(writer):

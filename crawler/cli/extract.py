@@ -31,8 +31,7 @@ def extract(file, url, charset):
 
 
 def _read_page(file: Path) -> bytes:
-    from pipelines.cleaning import looks_binary
-    from pipelines.pdf import is_pdf
+    from pipelines.cleaning import is_pdf, looks_binary
 
     try:
         if file.is_dir():
@@ -55,9 +54,9 @@ def _extract_page(body: bytes, file: Path, url, charset):
     """The extraction of a page, and why it has no text (None when it has): what a crawl would
     store, or the reason it would not. Decoding repairs are one warning line each."""
     from pipelines import extraction
-    from pipelines.cleaning import SCRIPT_ONLY_MAX_WORDS, SCRIPT_ONLY_RE
+    from pipelines.cleaning import SCRIPT_ONLY_MAX_WORDS, SCRIPT_ONLY_RE, is_pdf
     from pipelines.encoding import decode_notes
-    from pipelines.pdf import TEXT_STATUSES, analyse_pdf, is_pdf
+    from pipelines.pdf import TEXT_STATUSES, analyse_pdf
 
     if is_pdf(body):
         analysed = analyse_pdf(body, url)
