@@ -109,7 +109,7 @@ def test_searches_never_fail_while_writers_create_and_open_the_archive(tmp_path)
     stop, errors, searches = threading.Event(), [], []
 
     def search():
-        while not stop.is_set():
+        while not stop.wait(0.001):
             if not path.exists():
                 continue
             try:
