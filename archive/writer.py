@@ -410,8 +410,8 @@ class ArchiveWriter(Preparer):
         first_id = self.db.execute("select coalesce(max(id), 0) + 1 from releases").fetchone()[0]
         ids = range(first_id, first_id + len(rows))
         columns = ("id", *prepared.columns)
-        bulk = len(rows) >= PAUSE_TRIGGER_ROWS
-        paused = search_index.insert_trigger_paused(self.db) if bulk else contextlib.nullcontext()
+        paused = (search_index.insert_trigger_paused(self.db) if len(rows) >= PAUSE_TRIGGER_ROWS
+                  else contextlib.nullcontext())
         with paused:  # these URLs are not in the archive: the insert trigger has nothing to save
             self.db.conn.executemany(
                 f"insert into releases ({', '.join(f'[{c}]' for c in columns)}) "

@@ -1,10 +1,10 @@
 """The archive writer on real SQLite files: the bulk path for new releases and the one-by-one path.
 
 ``ArchiveWriter.write`` inserts a batch's new releases with a few
-``executemany`` calls (insert trigger paused inside the transaction for bulk loads,
-PAUSE_TRIGGER_ROWS) and sends everything else through ``history.apply_release``. Both must leave the
-same archive: rows, versions, counts and a search index that finds exactly
-the current text.
+``executemany`` calls (insert trigger paused inside the transaction for bulk
+loads, PAUSE_TRIGGER_ROWS) and sends everything else through
+``history.apply_release``. Both must leave the same archive: rows, versions,
+counts and a search index that finds exactly the current text.
 """
 
 from __future__ import annotations
