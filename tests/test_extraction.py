@@ -488,6 +488,16 @@ SHAPES = {
          "The figures show that regular, unannounced visits work",
          "tested 9,000 samples for allergens that were not declared on the label."],
         ["25 Example Avenue", "Planned maintenance"]),
+    # A 1990s letter in a layout table whose numbered points sit in <dir>, HTML 2's list element:
+    # trafilatura does not know it and dropped its text.
+    "shape_obsolete_dir_list.html": (
+        "https://food.example.gov/archive/committee/letters/1998/novel-food-evaluation.htm",
+        ["the data provided are inadequate to support approval",
+         "i) the estimates of likely intake of the material by children and by adults;",
+         "ii) the specification of the material, which does not give the level of the active component",
+         "iii) the extent to which the active component is broken down by gut bacteria.",
+         "the toxicological data available were inadequate."],
+        []),
 }
 
 

@@ -58,7 +58,7 @@ from pipelines.extraction.title import _clean, find_title
 logger = logging.getLogger(__name__)
 
 
-EXTRACTOR_VERSION = f"pressarchive-extract/5 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/6 trafilatura/{trafilatura.__version__}"
 
 
 __all__ = [

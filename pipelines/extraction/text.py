@@ -124,7 +124,18 @@ def parse_html(html: str):
         if start > 0:
             reparsed = load_html(html[start:])
             tree = reparsed if reparsed is not None else tree
+    if tree is not None:
+        modernise_lists(tree)
     return tree
+
+
+def modernise_lists(tree) -> None:
+    """``<dir>``, HTML 2's list element (obsolete, still in 1990s government pages, rendered
+    as ``<ul>``), as the element trafilatura knows: ``ul`` when it holds list items, else
+    ``div`` (indented paragraphs). Unknown to trafilatura, its text was dropped: a letter's
+    numbered points, a notice's conditions."""
+    for element in tree.iter("dir"):
+        element.tag = "ul" if element.find("li") is not None else "div"
 
 
 def _fold(value: str) -> str:
