@@ -17,13 +17,13 @@ import ipaddress
 import json
 import os
 import shutil
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
 import sqlite_utils
+from conftest import run_child
 
 from archive.urls import normalise_url
 from crawler.demo.server import SiteServer
@@ -47,10 +47,8 @@ def run_crawl(cwd: Path, sources: Path, overrides: dict | None = None, when: str
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if when:
         env["PRESSARCHIVE_NOW"] = when
-    result = subprocess.run(
-        [sys.executable, "-c", CRAWL, str(sources), "archive.db", json.dumps({**SETTINGS, **(overrides or {})})],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    result = run_child([sys.executable, "-c", CRAWL, str(sources), "archive.db",
+                        json.dumps({**SETTINGS, **(overrides or {})})], cwd, env, timeout)
     return result, sqlite_utils.Database(cwd / "archive.db")
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import run_child
 
 from archive.export import SNAPSHOT_NAME, TMP_PREFIX
 from pipelines.encoding import DecodeNote, decode_html, decode_notes
@@ -52,8 +53,7 @@ def run(*args, cwd, timeout=180, user=None):
     extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     if user is not None:
         env["HOME"] = str(cwd)
-    return subprocess.run([str(PRESSARCHIVE), *map(str, args)], check=False, cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, **extra)
+    return run_child([PRESSARCHIVE, *args], cwd, env, timeout, **extra)
 
 
 def assert_one_line_error(result, code=2, *fragments):

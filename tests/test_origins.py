@@ -31,6 +31,7 @@ from pathlib import Path
 import netguard
 import pytest
 import sqlite_utils
+from conftest import run_child
 from scrapy import Request
 from test_hostile import _Crawler
 
@@ -144,10 +145,8 @@ def run_crawl(cwd: Path, sources: Path, overrides: dict | None = None, when: str
         env["PRESSARCHIVE_NOW"] = when
     settings = {"DOWNLOAD_TIMEOUT": 5, "LOG_LEVEL": "INFO", **(overrides or {})}
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", CRAWL, str(sources), "archive.db", json.dumps(settings), str(TESTS)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    result = run_child([sys.executable, "-c", CRAWL, str(sources), "archive.db", json.dumps(settings), str(TESTS)],
+                       cwd, env, timeout)
     result.seconds = time.monotonic() - started
     return result, sqlite_utils.Database(cwd / "archive.db")
 

@@ -1,0 +1,284 @@
+"""A pre-started Python for the suite's ``python -m crawler`` children (tests/conftest.py, ``run_cli``).
+
+Every crawl a test runs is a child process (Twisted's reactor cannot restart inside pytest),
+and each child used to spend about a second of CPU importing Scrapy, Twisted, numpy, lxml and
+the rest before running a line of the product: more than a third of the suite's CPU. This
+module is a small server (one per pytest-xdist worker) that imports those **third-party**
+libraries once and then forks: each fork becomes the child ``python -m crawler ARGS`` would
+have been, with the test's arguments, working folder, environment and stdin/stdout/stderr
+(passed over a Unix socket), and the product's own modules (``crawler``, ``pipelines``,
+``archive``) imported fresh in the child, from the same ``sys.path`` a real child has, so
+that module-level settings read the child's environment. The fork's exit status comes back
+as a real process's would (``-N`` when killed by signal N). The product code under test is
+unchanged; tests that exercise how a process starts (installation, any folder, signals to a
+running crawl, terminals) keep starting real ``python -m crawler`` processes.
+
+Preloading is checked: the server refuses to start if a preloaded library imported the
+product, installed Twisted's reactor or started a thread (a fork keeps only the calling
+thread).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+# What a crawl imports from outside the product (measured from sys.modules at the end of
+# `pressarchive demo`); importing them here is what the forks save.
+PRELOAD = (
+    "scrapy", "scrapy.crawler", "scrapy.core.engine", "scrapy.core.scraper", "scrapy.core.downloader",
+    "scrapy.core.downloader.handlers.http11", "scrapy.core.downloader.contextfactory", "scrapy.http",
+    "scrapy.spiders", "scrapy.linkextractors", "scrapy.robotstxt", "scrapy.extensions.logstats",
+    "scrapy.downloadermiddlewares.robotstxt", "scrapy.utils.log", "scrapy.settings", "twisted.web.client",
+    "twisted.internet.asyncioreactor", "twisted.internet.endpoints", "numpy", "sqlite_utils", "lxml.html",
+    "lxml.etree", "parsel", "w3lib.html", "tldextract", "warcio", "warcio.archiveiterator",
+    "warcio.warcwriter", "click", "dateutil.parser", "protego", "multiprocessing.forkserver",
+    "concurrent.futures.process", "jmespath", "itemadapter", "email.utils", "http.cookiejar",
+)
+PRODUCT = ("crawler", "pipelines", "archive")
+HEADER = struct.Struct("!I")
+
+
+def preload() -> None:
+    import importlib
+    import threading
+
+    import netguard  # noqa: F401  (tests/netguard.py: installed in every fork)
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional library: the child imports what it needs itself
+            pass
+    leaked = sorted(name for name in sys.modules if name.split(".")[0] in PRODUCT)
+    problems = []
+    if leaked:
+        problems.append(f"the preload imported the product: {leaked[:5]}")
+    if "twisted.internet.reactor" in sys.modules:
+        problems.append("the preload installed Twisted's reactor")
+    if threading.active_count() != 1:
+        problems.append(f"the preload started threads: {threading.enumerate()}")
+    if problems:
+        raise SystemExit("tests/zygote.py: " + "; ".join(problems))
+
+
+def serve(path: str) -> None:
+    """Accept requests on the Unix socket ``path`` until stdin closes (the test worker ended)."""
+    import selectors
+
+    preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    server_pid = os.getpid()
+    children: dict[int, socket.socket] = {}
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)
+    print("ready", flush=True)
+    while True:
+        for key, _ in selector.select(timeout=0.02):
+            if key.fileobj is sys.stdin:
+                if not sys.stdin.readline():  # the worker is gone: so are we
+                    return
+                continue
+            conn, _ = listener.accept()
+            request, fds = _receive(conn)
+            pid = os.fork()
+            if pid == 0:
+                selector.close()
+                listener.close()
+                _become_child(request, fds, conn)  # never returns: the child exits like a process
+            for fd in fds:
+                os.close(fd)
+            conn.sendall(HEADER.pack(pid))
+            children[pid] = conn
+        assert os.getpid() == server_pid
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                conn = children.pop(pid)
+                code = os.waitstatus_to_exitcode(status)
+                conn.sendall(struct.pack("!i", code))
+                conn.close()
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    fds = array.array("i")
+    data, ancdata, _, _ = conn.recvmsg(1 << 20, socket.CMSG_LEN(3 * fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    size = HEADER.unpack(data[:HEADER.size])[0]
+    body = data[HEADER.size:]
+    while len(body) < size:
+        body += conn.recv(size - len(body))
+    return json.loads(body), list(fds)
+
+
+def _become_child(request: dict, fds: list[int], conn: socket.socket) -> None:
+    """Turn this fork into ``python ARGV`` (``-m MODULE ...``, ``-c CODE ...`` or ``SCRIPT ...``)
+    run from ``cwd`` with ``env``."""
+    import io
+    import runpy
+
+    conn.close()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    encoding = os.environ.get("PYTHONIOENCODING", "utf-8").split(":")[0] or "utf-8"
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=encoding)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding=encoding, write_through=False)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding=encoding, errors="backslashreplace",
+                                  line_buffering=True)
+    sys.__stdout__, sys.__stderr__, sys.__stdin__ = sys.stdout, sys.stderr, sys.stdin
+    _guard(request["violations"])
+    # SystemExit, an uncaught exception or KeyboardInterrupt leaves this fork as it leaves a real
+    # Python: the interpreter prints the traceback, runs atexit handlers, sets the status.
+    argv = request["argv"]
+    if argv[0] == "-m":  # python -m MODULE ARGS
+        sys.argv, sys.path[0] = [argv[1], *argv[2:]], os.getcwd()
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    elif argv[0] == "-c":  # python -c CODE ARGS
+        import types
+
+        sys.argv, sys.path[0] = ["-c", *argv[2:]], ""
+        main = types.ModuleType("__main__")
+        sys.modules["__main__"] = main
+        exec(compile(argv[1], "<string>", "exec"), main.__dict__)  # noqa: S102  (what python -c does)
+    else:  # a console script: python SCRIPT ARGS
+        sys.argv, sys.path[0] = list(argv), os.path.dirname(argv[0])
+        runpy.run_path(argv[0], run_name="__main__")
+    sys.exit(0)
+
+
+def python_argv(command: list[str]) -> list[str] | None:
+    """What follows the interpreter in ``command`` when a fork of this Python can run it: ``python
+    -m ...``, ``python -c ...``, or a console script of this Python (its ``#!`` line names this
+    interpreter); None otherwise."""
+    command = [os.fspath(part) for part in command]
+    if not command:
+        return None
+    program = os.path.realpath(command[0])
+    if program == os.path.realpath(sys.executable):
+        return list(command[1:]) if len(command) > 2 and command[1] in ("-m", "-c") else None
+    try:
+        with open(command[0], "rb") as script:
+            first = script.readline(512)
+    except OSError:
+        return None
+    if first.startswith(b"#!") and os.path.realpath(first[2:].decode(errors="replace").strip()) == \
+            os.path.realpath(sys.executable):
+        return [command[0], *command[1:]]
+    return None
+
+
+def starts_alike(env: dict, base: dict) -> bool:
+    """Whether a Python started with ``env`` starts as one started with ``base`` (the server's):
+    the variables read before any code runs (``PYTHON*``, locale) are the same."""
+    def startup(values: dict) -> dict:
+        return {key: value for key, value in values.items() if key.startswith(("PYTHON", "LC_", "LANG"))}
+    return startup(env) == startup(base)
+
+
+def _guard(report: str) -> None:
+    """The network guard of tests/netguard.py in this child too (a real child has none): a connect
+    outside loopback is refused, and written to ``report`` at exit for the test to fail on."""
+    import atexit
+
+    import netguard
+
+    netguard.install()
+
+    def write() -> None:
+        if netguard.violations:
+            with open(report, "w", encoding="utf-8") as out:
+                json.dump([[call, repr(address)] for call, address in netguard.violations], out)
+
+    atexit.register(write)
+
+
+class Zygote:
+    """The test side: start the server, run commands in forks of it."""
+
+    def __init__(self, folder, env: dict) -> None:
+        import subprocess
+
+        self.folder, self.env = str(folder), env
+        self.path = os.path.join(self.folder, "zygote.sock")
+        self.server = subprocess.Popen([sys.executable, __file__, self.path], env=env, cwd=str(folder),
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.server.stdout.readline().strip() != "ready":
+            self.server.wait(10)
+            raise RuntimeError(f"tests/zygote.py did not start (exit {self.server.returncode})")
+
+    def run(self, command: list[str], cwd, env: dict, timeout: float):
+        """Like ``subprocess.run(command, capture_output=True, text=True, timeout=timeout)`` for a
+        command :func:`python_argv` accepts."""
+        import subprocess
+        import tempfile
+        import time
+
+        import netguard
+
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.TemporaryDirectory() as scratch, open(os.devnull, "rb") as nothing, \
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            report = os.path.join(scratch, "violations.json")
+            body = json.dumps({"argv": python_argv(command), "cwd": str(cwd), "env": env,
+                               "violations": report}).encode()
+            conn.sendmsg([HEADER.pack(len(body)) + body],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [nothing.fileno(), out.fileno(),
+                                                                                     err.fileno()]))])
+            pid = HEADER.unpack(_exactly(conn, HEADER.size))[0]
+            conn.settimeout(timeout)
+            started = time.monotonic()
+            try:
+                code = struct.unpack("!i", _exactly(conn, 4))[0]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                conn.settimeout(10)
+                _exactly(conn, 4)
+                raise subprocess.TimeoutExpired(command,
+                                                time.monotonic() - started) from None
+            if os.path.exists(report):  # the test fails at teardown (tests/netguard.py)
+                with open(report, encoding="utf-8") as refused:
+                    netguard.violations.extend(("child " + call, address) for call, address in json.load(refused))
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(command, code,
+                                               out.read().decode("utf-8", "replace"),
+                                               err.read().decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        self.server.stdin.close()
+        import subprocess
+
+        try:
+            self.server.wait(10)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("tests/zygote.py closed the connection")
+        data += chunk
+    return data
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
