@@ -86,6 +86,10 @@ def test_python_c_and_console_scripts_fork_too(tmp_path):
     # Not Python, or another Python: a real process.
     assert python_argv(["/bin/echo", "hello"]) is None
     assert python_argv([sys.executable, "script.py"]) is None
+    other_venv = tmp_path / "venv" / "bin"
+    other_venv.mkdir(parents=True)
+    (other_venv / "pressarchive").write_text(f"#!{other_venv / 'python3'}\nprint('elsewhere')\n", encoding="utf-8")
+    assert python_argv([other_venv / "pressarchive"]) is None
     # An uncaught exception: the traceback and status 1, as Python gives them.
     failed = run_child([sys.executable, "-c", "raise ValueError('boom')"], tmp_path, child_env())
     assert failed.returncode == 1 and failed.stderr.rstrip().endswith("ValueError: boom")
