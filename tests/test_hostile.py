@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import sys
 import zlib
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from conftest import run_child
+from conftest import child_env, run_child
 
 from archive.urls import normalise_url
 from crawler.demo.server import SiteServer
@@ -44,9 +43,7 @@ run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2], overrides=json.
 
 
 def run_crawl(cwd: Path, sources: Path, overrides: dict | None = None, when: str | None = None, timeout=180):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if when:
-        env["PRESSARCHIVE_NOW"] = when
+    env = child_env(when)
     result = run_child([sys.executable, "-c", CRAWL, str(sources), "archive.db",
                         json.dumps({**SETTINGS, **(overrides or {})})], cwd, env, timeout)
     return result, sqlite_utils.Database(cwd / "archive.db")

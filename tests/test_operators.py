@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import run_child
+from conftest import child_env, run_child
 
 from archive.export import SNAPSHOT_NAME, TMP_PREFIX
 from pipelines.encoding import DecodeNote, decode_html, decode_notes
@@ -49,7 +49,7 @@ delay = 0
 
 
 def run(*args, cwd, timeout=180, user=None):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = child_env()
     extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     if user is not None:
         env["HOME"] = str(cwd)

@@ -31,7 +31,7 @@ from pathlib import Path
 import netguard
 import pytest
 import sqlite_utils
-from conftest import run_child
+from conftest import child_env, run_child
 from scrapy import Request
 from test_hostile import _Crawler
 
@@ -140,9 +140,7 @@ class CountingServer:
 
 
 def run_crawl(cwd: Path, sources: Path, overrides: dict | None = None, when: str | None = None, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if when:
-        env["PRESSARCHIVE_NOW"] = when
+    env = child_env(when)
     settings = {"DOWNLOAD_TIMEOUT": 5, "LOG_LEVEL": "INFO", **(overrides or {})}
     started = time.monotonic()
     result = run_child([sys.executable, "-c", CRAWL, str(sources), "archive.db", json.dumps(settings), str(TESTS)],

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_child
+from conftest import child_env, run_child
 from scrapy.exceptions import NotConfigured
 from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
@@ -222,8 +222,7 @@ def test_middleware_writes_next_to_the_archive_and_sets_meta(tmp_path):
 
 
 def scrapy_run(args, cwd=REPO, timeout=180):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return run_child([sys.executable, "-m", "scrapy", *args], cwd, env, timeout)
+    return run_child([sys.executable, "-m", "scrapy", *args], cwd, child_env(), timeout)
 
 
 def test_crawl_captures_every_response_as_served(tmp_path, fixture_sources, fixture_servers):
