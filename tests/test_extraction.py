@@ -591,6 +591,43 @@ def test_repeated_headline_is_dropped_from_the_text_only():
     assert drop_repeated_headline("Intro.\nBridge opened", "Bridge opened") == "Intro.\nBridge opened"
 
 
+STATEMENT = "".join(
+    f"<p>The ministry set out its position on the annexes in full, point {n}, for the partners who asked.</p>"
+    for n in range(4))
+
+
+def test_a_page_of_100000_links_keeps_its_statement_and_says_the_lists_were_cut():
+    annexes = "".join(f'<li><a href="/files/annex-{i}.pdf">Annex {i} (PDF)</a></li>' for i in range(100_000))
+    page = f"<html><body><main><h1>Annexes</h1>{STATEMENT}<ul>{annexes}</ul></main></body></html>"
+    result = extract(page, "http://gov.example/news/annexes.html", fetched_at=FETCHED)
+    assert [line for line in result.text.split("\n") if "point" in line] == [
+        f"The ministry set out its position on the annexes in full, point {n}, for the partners who asked."
+        for n in range(4)]
+    assert result.notes == ["link lists of 100,000 items: the text was looked for in the first 2,000 "
+                            "(the other 98,000 not read)"]
+
+
+def test_link_lists_under_the_bound_are_untouched_and_cut_ones_keep_their_text_around():
+    from lxml import html as lxml_html
+
+    from pipelines.extraction.text import LINK_ITEMS_KEPT, bound_link_lists
+
+    directory = "".join(f'<li><a href="/d/{i}">Office {i}</a></li>' for i in range(LINK_ITEMS_KEPT))
+    page = f"<html><body>{STATEMENT}<ul>{directory}</ul></body></html>"
+    tree = lxml_html.fromstring(page)
+    assert bound_link_lists(tree) == (0, 0) and len(tree.xpath("//li")) == LINK_ITEMS_KEPT
+    # Bare anchors whose tails hold words: the anchors past the bound go, their tails stay;
+    # items with text of their own (descriptions) are not link items and are never cut.
+    anchors = "".join(f'<a href="/a/{i}">link {i}</a> tail{i} ' for i in range(3000))
+    described = "".join(f'<li><a href="/s/{i}">Service {i}</a>: apply for permit number {i} online</li>'
+                        for i in range(3000))
+    tree = lxml_html.fromstring(f"<html><body><div>{anchors}</div><ul>{described}</ul></body></html>")
+    assert bound_link_lists(tree) == (3000, 1000)
+    text = tree.text_content()
+    assert len(tree.xpath("//div/a")) == LINK_ITEMS_KEPT and "link 2999" not in text
+    assert all(f"tail{i} " in text for i in range(3000))
+    assert len(tree.xpath("//ul/li")) == 3000
+
 # --- quality gate on the shared corpora ------------------------------------------------------
 # The corpora live outside the repository (../shared, absent in CI): every tenth page of the
 # tuned corpus and of corpus-wide (never tuned on page by page), scored with the shared scorer

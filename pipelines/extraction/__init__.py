@@ -48,6 +48,8 @@ from pipelines.extraction.body import choose_text
 from pipelines.extraction.boilerplate import drop_repeated_headline
 from pipelines.extraction.language import detect_language
 from pipelines.extraction.text import (
+    LINK_ITEMS_KEPT,
+    bound_link_lists,
     content_hash,
     normalise_text,
     parse_html,
@@ -58,7 +60,7 @@ from pipelines.extraction.title import _clean, find_title
 logger = logging.getLogger(__name__)
 
 
-EXTRACTOR_VERSION = f"pressarchive-extract/6 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/7 trafilatura/{trafilatura.__version__}"
 
 
 __all__ = [
@@ -145,10 +147,14 @@ def extract(
     # Before the text is chosen: extraction may prune the menus a language switcher sits in.
     alternates = find_alternates(tree, url, find_canonical(tree, url))
     title = find_title(tree, (hints or {}).get("title"))
+    links, cut = bound_link_lists(tree)
     main = choose_text(tree, url)
     text = drop_repeated_headline(main.text, title)
     language = detect_language(tree, text, title, languages)
     notes: list[str] = [main.note] if main.note else []
+    if cut:
+        notes.append(f"link lists of {links:,} items: the text was looked for in the first {LINK_ITEMS_KEPT:,} "
+                     f"(the other {cut:,} not read)")
     finder = DateFinder(tree, url, fetched_on=fetched_at.date(), language=language, headline=title)
     published, date_source = finder.best(hints, notes)
     result = Extraction(title, text, published, date_source, language, encoding, find_canonical(tree, url), notes,

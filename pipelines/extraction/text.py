@@ -138,5 +138,68 @@ def modernise_lists(tree) -> None:
         element.tag = "ul" if element.find("li") is not None else "div"
 
 
+# A page's link lists are read up to this many items in all (a ministry's annex list, a
+# hostile page of 100,000 links). trafilatura's cost grows faster than the links of one block
+# (~30 s of CPU for a list of 100,000, about a second for 2,000), while a list that long is a
+# directory, not statement text; no page of the two development corpora has more than 1,029.
+LINK_ITEMS_KEPT = 2000
+
+
+# A run of this many link-only children in one element is a link list.
+LINK_LIST_MIN = 20
+
+
+# Text outside a link item's anchors allowed (bullets, separators, "(PDF)"-sized notes).
+LINK_ITEM_SLACK = 12
+
+
+def _link_item(element) -> bool:
+    """Whether ``element`` is nothing but a link (``<a>``, or ``<li><a>...</a></li>``)."""
+    if not isinstance(element.tag, str):
+        return False
+    if element.tag == "a":
+        return True
+    anchors = list(element.iter("a"))
+    if not anchors:
+        return False
+    outside = len("".join(element.itertext()).strip()) - sum(len("".join(a.itertext()).strip()) for a in anchors)
+    return outside <= LINK_ITEM_SLACK
+
+
+def bound_link_lists(tree, kept: int = LINK_ITEMS_KEPT) -> tuple[int, int]:
+    """Cut the page's link lists after their first ``kept`` items in all, before the text is
+    looked for: ``(items seen, items cut)``, ``(n, 0)`` on every ordinary page. Only the cleaning
+    sees the cut (the fetched page, its raw capture and its attachments are untouched), and the
+    crawl log says so (:func:`pipelines.extraction.extract`'s notes)."""
+    if tree.xpath("count(//a)") <= kept:
+        return 0, 0
+    root = tree.getroot() if hasattr(tree, "getroot") else tree
+    lists = [parent for parent in tree.iter() if isinstance(parent.tag, str) and len(parent) >= LINK_LIST_MIN]
+    seen = cut = 0
+    for parent in lists:
+        if parent is not root and root not in parent.iterancestors():
+            continue  # inside an item already cut
+        items = [child for child in parent if _link_item(child)]
+        if len(items) < LINK_LIST_MIN:
+            continue
+        for item in items:
+            seen += 1
+            if seen > kept:
+                _remove_keeping_tail(item)
+                cut += 1
+    return seen, cut
+
+
+def _remove_keeping_tail(element) -> None:
+    parent, tail = element.getparent(), element.tail
+    if tail and tail.strip():
+        previous = element.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(element)
+
+
 def _fold(value: str) -> str:
     return re.sub(r"\W+", "", unicodedata.normalize("NFKC", value).casefold())
