@@ -120,6 +120,23 @@ def run_child(command, cwd, env: dict, timeout: float = 180, **kwargs):
                           **kwargs)
 
 
+def start_child(command, cwd, env: dict, **kwargs):
+    """``subprocess.Popen(command, cwd=cwd, env=env, **kwargs)`` for a Python child that keeps running
+    while the test works (signals, a crawl killed halfway, a worker and an ingester side by side): a
+    fork of tests/zygote.py's server when it can be (``stdin``/``stdout``/``stderr``, ``text`` and
+    ``start_new_session`` are what it takes), with the same ``pid``, signals, pipes and exit status."""
+    import subprocess
+
+    from zygote import python_argv
+
+    command = [str(part) for part in command]
+    forkable = set(kwargs) <= {"stdin", "stdout", "stderr", "text", "start_new_session"}
+    zygote = _zygote(env) if forkable and python_argv(command) is not None else None
+    if zygote is not None:
+        return zygote.popen(command, cwd, env, **kwargs)
+    return subprocess.Popen(command, cwd=cwd, env=env, **kwargs)
+
+
 _ZYGOTE: list = []  # this pytest process's tests/zygote.py server, started by the first run_cli
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import start_child
 
 from crawler.demo.server import SiteServer
 from pipelines.extraction import content_hash
@@ -62,8 +63,8 @@ def build_site(root: Path, releases: int) -> None:
 
 def start_crawl(work: Path, sources: Path, db: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.Popen([sys.executable, "-c", CRAWL, str(sources), str(db), json.dumps(SETTINGS)], cwd=work,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return start_child([sys.executable, "-c", CRAWL, str(sources), str(db), json.dumps(SETTINGS)], work, env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def check_archive(db_path: Path, reported: set[str]) -> int:

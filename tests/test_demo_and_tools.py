@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_cli
+from conftest import child_env, run_cli, start_child
 
 from archive.search_index import FTS_ARGS, FTS_TABLE, matching_release_ids
 from crawler.demo import DEMO_SITES_PORT
@@ -147,10 +147,9 @@ def get(url: str, timeout: float = 10):
 def test_demo_serve_answers_the_original_addresses(demo_twice, tmp_path):
     folder, port = demo_twice["folder"], demo_twice["port"]
     urls = [row[1] for row in demo_twice["runs"][1]["releases"]]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "demo", "--db", "archive.db", "--serve", "--port", "0",
-         "--sites-port", str(port)],
-        cwd=folder, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_child([sys.executable, "-m", "crawler", "demo", "--db", "archive.db", "--serve", "--port", "0",
+                           "--sites-port", str(port)], folder, child_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
     lines, seen = queue.Queue(), []
     threading.Thread(target=read_lines, args=(process.stderr, lines), daemon=True).start()
     try:

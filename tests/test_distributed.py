@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from conftest import child_env
+from conftest import child_env, start_child
 
 from crawler.demo.server import DEMO_SITES
 
@@ -46,8 +46,8 @@ def wait_for_items(redis_url, workers, timeout=120):
 
 
 def start(args, cwd, log):
-    return subprocess.Popen([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env(),
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    with open(log, "w") as out:  # the child has its own copy
+        return start_child([sys.executable, "-m", "crawler", *args], cwd, env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture

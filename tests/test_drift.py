@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import sqlite_utils
-from conftest import run_cli
+from conftest import run_cli, start_child
 
 from crawler.discovery import common
 from crawler.sources import Source
@@ -277,14 +277,13 @@ def test_distributed_crawl_records_drift(tmp_path, embassy, redis_url):
     env["PRESSARCHIVE_NOW"] = T0
     common = ["--sources", str(sources), "--redis", redis_url, "--idle-exit", "3"]
     with open(tmp_path / "ingest.log", "w") as ingest_log, open(tmp_path / "worker.log", "w") as worker_log:
-        worker = subprocess.Popen([sys.executable, "-m", "crawler", "crawl", *common, "--seed", "--db", "w.db"],
-                                  cwd=tmp_path, env=env, stdout=worker_log, stderr=subprocess.STDOUT)
+        worker = start_child([sys.executable, "-m", "crawler", "crawl", *common, "--seed", "--db", "w.db"],
+                             tmp_path, env, stdout=worker_log, stderr=subprocess.STDOUT)
         assert worker.wait(120) == 0, (tmp_path / "worker.log").read_text()[-2000:]
         # The items wait in Redis (an ingester started first could idle out on a loaded machine before the
         # worker's first item: it did once in CI).
-        ingester = subprocess.Popen([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url,
-                                     "--db", "archive.db", "--idle-exit", "3"], cwd=tmp_path, env=env,
-                                    stdout=ingest_log, stderr=subprocess.STDOUT)
+        ingester = start_child([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url, "--db", "archive.db",
+                                "--idle-exit", "3"], tmp_path, env, stdout=ingest_log, stderr=subprocess.STDOUT)
         assert ingester.wait(120) == 0, (tmp_path / "ingest.log").read_text()[-2000:]
     row = last_run(tmp_path / "archive.db", "cn-embassy")
     assert (row["links_seen"], row["links_unmatched"]) == (9, 9)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import sqlite_utils
-from conftest import run_cli
+from conftest import run_cli, start_child
 
 from archive.lock import archive_lock
 
@@ -253,10 +253,8 @@ def test_stop_signal_records_interrupted_run_and_next_run_catches_up(tmp_path, s
     server = site_server(root)
     sources = sources_file(tmp_path, server.base_url)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", "archive.db"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_child([sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", "archive.db"],
+                       tmp_path, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while time.time() < deadline and sum(p.startswith("/news/2017/") for p in server.paths) < 3:
         time.sleep(0.1)
@@ -292,10 +290,8 @@ def test_stop_signal_while_the_archive_opens_leaves_no_run_running(tmp_path, sit
               "from crawler.sources import load_sources; "
               "rows = run_crawl(load_sources(sys.argv[1]), build_settings(sys.argv[2])); "
               "print(' '.join(row['status'] for row in rows)); sys.exit(1)")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(sources), "archive.db"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = start_child([sys.executable, "-c", script, str(sources), "archive.db"], tmp_path, env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path = tmp_path / "archive.db"
     deadline = time.time() + 30
     while time.time() < deadline:

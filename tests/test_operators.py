@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_child
+from conftest import child_env, run_child, start_child
 
 from archive.export import SNAPSHOT_NAME, TMP_PREFIX
 from pipelines.encoding import DecodeNote, decode_html, decode_notes
@@ -393,8 +393,8 @@ def test_lock_files_are_git_ignored():
 
 def start_export(archive, out: Path, cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.Popen([str(PRESSARCHIVE), "export", "--db", str(archive), "--out", str(out)], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_child([str(PRESSARCHIVE), "export", "--db", str(archive), "--out", str(out)], cwd, env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_tmp_folder(process: subprocess.Popen, out: Path, timeout=60) -> Path | None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_child
+from conftest import child_env, run_child, start_child
 from scrapy.exceptions import NotConfigured
 from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
@@ -165,7 +165,7 @@ while True:
 def test_a_killed_writer_leaves_readable_files(tmp_path):
     folder = tmp_path / "warc"
     script = WRITER_SCRIPT.format(repo=str(REPO), folder=str(folder))
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    process = start_child([sys.executable, "-c", script], tmp_path, dict(os.environ), stdout=subprocess.PIPE, text=True)
     try:
         for line in process.stdout:
             if int(line) >= 150:  # well into its second file, mid-run

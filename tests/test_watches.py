@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlite_utils
-from conftest import child_env, run_cli
+from conftest import child_env, run_cli, start_child
 
 T0 = "2017-06-30T12:00:00Z"
 EN = {f"r{i}": (f"2017-06-{10 + i:02d}", f"Statement {i} on the Canada-China dialogue") for i in range(1, 5)}
@@ -283,9 +283,9 @@ def test_watch_entries_and_delivery_after_crawls(tmp_path, site_server, receiver
     # POST waits for an answer: the next run delivers it, once.
     (root / "news/2017/06/r4.html").unlink()
     hook.modes = ["hang"]
-    crash = subprocess.Popen([sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db",
-                              "archive.db"], cwd=tmp_path, env={**child_env("2017-06-30T19:00:00Z"), **env},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    crash = start_child([sys.executable, "-m", "crawler", "crawl", "--sources", str(sources), "--db", "archive.db"],
+                        tmp_path, {**child_env("2017-06-30T19:00:00Z"), **env}, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while len(hook.posts) < 3 and time.monotonic() < deadline:
@@ -362,9 +362,9 @@ def test_ingest_runs_the_watches_when_a_worker_run_closes(tmp_path, site_server,
     assert worker.returncode == 0, worker.stderr[-2000:]
     # The worker's items and its run's end wait in Redis (an ingester started first could idle out on a
     # loaded machine before the worker's first item).
-    ingester = subprocess.Popen([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url, "--db", "dist.db",
-                                 "--idle-exit", "3"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+    ingester = start_child([sys.executable, "-m", "crawler", "ingest", "--redis", redis_url, "--db", "dist.db",
+                            "--idle-exit", "3"], tmp_path, env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
     out, _ = ingester.communicate(timeout=180)
     assert ingester.returncode == 0, out
     assert "watch dialogue: 4 new, 0 changed, 0 removed; webhook 4 entries delivered" in out, out

@@ -93,3 +93,39 @@ def test_python_c_and_console_scripts_fork_too(tmp_path):
     # An uncaught exception: the traceback and status 1, as Python gives them.
     failed = run_child([sys.executable, "-c", "raise ValueError('boom')"], tmp_path, child_env())
     assert failed.returncode == 1 and failed.stderr.rstrip().endswith("ValueError: boom")
+
+
+def test_a_started_fork_is_a_popen(tmp_path):
+    """start_child: pipes, exit status, a signal to a running child, a new session and a timeout, as
+    subprocess.Popen gives them."""
+    import os
+    import signal
+    import time
+
+    from conftest import start_child
+    from zygote import ForkedProcess
+
+    code = ("import sys, os, time; print(sys.stdin.readline().strip().upper(), os.getsid(0) == os.getpid()); "
+            "print('to stderr', file=sys.stderr); sys.stdout.flush(); time.sleep(float(sys.argv[1])); sys.exit(4)")
+    child = start_child([sys.executable, "-c", code, "0"], tmp_path, child_env(), stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert isinstance(child, ForkedProcess)
+    out, err = child.communicate("hello\n", timeout=60)
+    assert (child.returncode, out, err) == (4, "HELLO False\n", "to stderr\n")
+    # A new session, killed by a signal while it runs: -N, as Popen reports it.
+    with open(tmp_path / "log", "w") as log:
+        child = start_child([sys.executable, "-c", code, "60"], tmp_path, child_env(), stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    assert child.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(0.5)
+    deadline = time.monotonic() + 30
+    while " True" not in (tmp_path / "log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGTERM)
+    assert child.wait(30) == -signal.SIGTERM
+    assert sorted((tmp_path / "log").read_text().splitlines()) == [" True", "to stderr"]
+    # What the fork server cannot give (another PYTHONPATH): a real Popen.
+    real = start_child([sys.executable, "-c", "print(1)"], tmp_path, child_env(PYTHONPATH=str(tmp_path)),
+                       stdout=subprocess.PIPE)
+    assert isinstance(real, subprocess.Popen) and real.communicate(timeout=60)[0] == b"1\n"
