@@ -129,3 +129,22 @@ def test_a_started_fork_is_a_popen(tmp_path):
     real = start_child([sys.executable, "-c", "print(1)"], tmp_path, child_env(PYTHONPATH=str(tmp_path)),
                        stdout=subprocess.PIPE)
     assert isinstance(real, subprocess.Popen) and real.communicate(timeout=60)[0] == b"1\n"
+
+
+def test_a_forks_process_pool_starts_from_a_spare(tmp_path):
+    """multiprocessing's forkserver (the cleaning pool's) in a fork is one of the fork's spares, with
+    the libraries imported, in the fork's folder and environment; in a real process it is a new python."""
+    code = ("import multiprocessing, os; from concurrent.futures import ProcessPoolExecutor\n"
+            "context = multiprocessing.get_context('forkserver'); context.set_forkserver_preload(['json'])\n"
+            "os.environ['SET_LATER'] = 'yes'\n"
+            "with ProcessPoolExecutor(2, mp_context=context) as pool:\n"
+            "    print(pool.submit(eval, \"'trafilatura' in __import__('sys').modules\").result(),\n"
+            "          pool.submit(eval, \"__import__('os').getcwd()\").result(),\n"
+            "          pool.submit(eval, \"__import__('os').environ.get('SET_LATER')\").result(),\n"
+            "          sorted(pool.map(abs, [-1, -2, -3])))\n")
+    forked = run_child([sys.executable, "-c", code], tmp_path, child_env())
+    real = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert forked.returncode == real.returncode == 0, forked.stderr + real.stderr
+    assert forked.stdout == f"True {tmp_path} yes [1, 2, 3]\n"
+    assert real.stdout == f"False {tmp_path} yes [1, 2, 3]\n"

@@ -39,6 +39,8 @@ PRELOAD = (
     "lxml.etree", "parsel", "w3lib.html", "tldextract", "warcio", "warcio.archiveiterator",
     "warcio.warcwriter", "click", "dateutil.parser", "protego", "multiprocessing.forkserver",
     "concurrent.futures.process", "jmespath", "itemadapter", "email.utils", "http.cookiejar",
+    # and what the cleaning pool's forkserver imports (it is a spare fork too: _keep_spares)
+    "trafilatura", "justext", "htmldate", "courlan", "babel", "re2", "tld", "lxml_html_clean", "difflib",
 )
 PRODUCT = ("crawler", "pipelines", "archive")
 HEADER = struct.Struct("!I")
@@ -72,6 +74,9 @@ def serve(path: str) -> None:
     import selectors
 
     preload()
+    import gc
+
+    gc.freeze()  # the preloaded objects: never collected in a fork, and never touched by its collections
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
@@ -149,6 +154,7 @@ def _become_child(request: dict, fds: list[int], conn: socket.socket) -> None:
                                   line_buffering=True)
     sys.__stdout__, sys.__stderr__, sys.__stdin__ = sys.stdout, sys.stderr, sys.stdin
     _guard(request["violations"])
+    _keep_spares()
     # SystemExit, an uncaught exception or KeyboardInterrupt leaves this fork as it leaves a real
     # Python: the interpreter prints the traceback, runs atexit handlers, sets the status.
     argv = request["argv"]
@@ -165,6 +171,83 @@ def _become_child(request: dict, fds: list[int], conn: socket.socket) -> None:
     else:  # a console script: python SCRIPT ARGS
         sys.argv, sys.path[0] = list(argv), os.path.dirname(argv[0])
         runpy.run_path(argv[0], run_name="__main__")
+    sys.exit(0)
+
+
+# Spare processes for the Python children multiprocessing starts with spawnv_passfds (the cleaning
+# pool's forkserver and resource tracker).
+SPARES = 2
+
+
+def _keep_spares(count: int = SPARES) -> None:
+    """Fork ``count`` spares now, while this fork is single-threaded, and let multiprocessing's
+    ``python -c CODE`` children (the cleaning pool's forkserver and its resource tracker, started
+    later by a crawl whose reactor has threads) be one of them instead of a new ``python``: the same
+    code, fds and folder, without importing the libraries again. A spare nobody asked for leaves when
+    this process does."""
+    from multiprocessing import util
+
+    spares: list[tuple[int, socket.socket]] = []
+    for _ in range(count):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            for _pid, other in spares:
+                other.close()
+            _spare(theirs)  # never returns
+        theirs.close()
+        spares.append((pid, ours))
+    original = util.spawnv_passfds
+
+    def spawnv_passfds(path, args, passfds):
+        # python [this interpreter's flags, which the spare has] -c CODE
+        if not spares or not _this_python(os.fsdecode(path)) or len(args) < 3 or args[-2] != "-c" \
+                or list(args[1:-2]) != util._args_from_interpreter_flags():
+            return original(path, args, passfds)
+        pid, conn = spares.pop(0)
+        passfds = sorted(map(int, passfds))
+        body = json.dumps({"code": args[-1], "fds": passfds, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        try:
+            conn.sendmsg([HEADER.pack(len(body)) + body],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", passfds))] if passfds else [])
+        except OSError:
+            return original(path, args, passfds)
+        finally:
+            conn.close()
+        return pid
+
+    util.spawnv_passfds = spawnv_passfds
+
+
+def _spare(conn: socket.socket) -> None:
+    """Wait to become ``python -c CODE`` with the given fds at their numbers (as ``spawnv_passfds``
+    leaves them: those and 0, 1, 2 open, every other one closed); leave at once if not asked."""
+    import fcntl
+    import types
+
+    try:
+        request, fds = _receive(conn)
+    except (OSError, ValueError, struct.error):
+        os._exit(0)
+    conn.close()
+    targets = request["fds"]
+    high = max([*targets, *fds, 2]) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, high) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    for fd, target in zip(moved, targets):
+        os.dup2(fd, target, inheritable=False)
+    keep = sorted({0, 1, 2, *targets})
+    for low, next_kept in zip(keep, [*keep[1:], os.sysconf("SC_OPEN_MAX")]):
+        os.closerange(low + 1, next_kept)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv, sys.path[0] = ["-c"], ""
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    exec(compile(request["code"], "<string>", "exec"), main.__dict__)  # noqa: S102  (what python -c does)
     sys.exit(0)
 
 
