@@ -168,9 +168,10 @@ def _link_item(element) -> bool:
 
 def bound_link_lists(tree, kept: int = LINK_ITEMS_KEPT) -> tuple[int, int]:
     """Cut the page's link lists after their first ``kept`` items in all, before the text is
-    looked for: ``(items seen, items cut)``, ``(n, 0)`` on every ordinary page. Only the cleaning
-    sees the cut (the fetched page, its raw capture and its attachments are untouched), and the
-    crawl log says so (:func:`pipelines.extraction.extract`'s notes)."""
+    looked for: ``(link items seen, items cut)``, ``(0, 0)`` at once on a page with no more links
+    than ``kept``. Only the cleaning sees the cut (the fetched page, its raw capture and its
+    attachments are untouched), and the crawl log says so (:func:`pipelines.extraction.extract`'s
+    notes)."""
     if tree.xpath("count(//a)") <= kept:
         return 0, 0
     root = tree.getroot() if hasattr(tree, "getroot") else tree
