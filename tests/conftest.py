@@ -110,10 +110,8 @@ def run_child(command, cwd, env: dict, timeout: float = 180, **kwargs):
     it can be: the same process, without a second of imports (see ``run_cli``)."""
     import subprocess
 
-    from zygote import python_argv
-
     command = [str(part) for part in command]
-    zygote = None if kwargs or python_argv(command) is None else _zygote(env)
+    zygote = None if kwargs else _zygote(env, command)
     if zygote is not None:
         return zygote.run(command, cwd, env, timeout)
     return subprocess.run(command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
@@ -127,11 +125,9 @@ def start_child(command, cwd, env: dict, **kwargs):
     ``start_new_session`` are what it takes), with the same ``pid``, signals, pipes and exit status."""
     import subprocess
 
-    from zygote import python_argv
-
     command = [str(part) for part in command]
     forkable = set(kwargs) <= {"stdin", "stdout", "stderr", "text", "start_new_session"}
-    zygote = _zygote(env) if forkable and python_argv(command) is not None else None
+    zygote = _zygote(env, command) if forkable else None
     if zygote is not None:
         return zygote.popen(command, cwd, env, **kwargs)
     return subprocess.Popen(command, cwd=cwd, env=env, **kwargs)
@@ -140,16 +136,19 @@ def start_child(command, cwd, env: dict, **kwargs):
 _ZYGOTE: list = []  # this pytest process's tests/zygote.py server, started by the first run_cli
 
 
-def _zygote(env: dict):
+def _zygote(env: dict, command: list[str] | None = None):
     """The pre-started Python (tests/zygote.py) that forks ``run_cli``'s children, or None: when
-    ``PRESSARCHIVE_TEST_FORK=0``, or when ``env`` changes what Python reads at start-up (``PYTHON*``,
-    locale variables), so the fork would not be the process a real start gives."""
+    ``PRESSARCHIVE_TEST_FORK=0``, when ``command`` is not one a fork of this Python can run
+    (``python_argv``), or when ``env`` changes what Python reads at start-up (``PYTHON*``, locale
+    variables), so the fork would not be the process a real start gives."""
     import os
     import tempfile
 
-    from zygote import Zygote, starts_alike
+    from zygote import Zygote, python_argv, starts_alike
 
     if os.environ.get("PRESSARCHIVE_TEST_FORK", "1") == "0":
+        return None
+    if command is not None and python_argv(command) is None:
         return None
     if not _ZYGOTE:
         _ZYGOTE.append(Zygote(tempfile.mkdtemp(prefix="pressarchive-zygote-"), child_env()))
