@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import NamedTuple
 
 from archive import families, history, search_index, translations
@@ -219,6 +221,33 @@ class Preparer:
         return values
 
 
+# Room kept on the archive's disk for closing the run rows: a file of RESERVE_BYTES beside the
+# archive (``archive.db.reserve``), removed when a run row cannot be closed because the disk is
+# full (and when the writer closes). Without it a crawl that filled the disk could not even
+# record that it failed: its crawl_runs rows would say "running" for ever.
+RESERVE_BYTES = 256 * 1024
+
+
+def make_reserve(db_path) -> Path | None:
+    """Write the reserve file beside ``db_path``; None when there is no room even for it (or no file)."""
+    if not isinstance(db_path, (str, os.PathLike)) or str(db_path) in ("", ":memory:"):
+        return None
+    path = Path(f"{os.fspath(db_path)}.reserve")
+    try:
+        with open(path, "wb") as handle:
+            handle.write(bytes(RESERVE_BYTES))
+        return path
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc))
+
+
 class ArchiveWriter(Preparer):
     """Writes items into one archive file; ``counts`` tallies outcomes per source."""
 
@@ -252,6 +281,16 @@ class ArchiveWriter(Preparer):
         self._deferred: list = []  # index entries of new releases not yet added (see _index_deferred)
         self.counts: Counter = Counter()  # (source_id, outcome) -> n
         self._family_texts = families.Texts(self.db)  # lines and shingles kept between batches
+        self.reserve = make_reserve(db_path)
+
+    def release_reserve(self) -> bool:
+        """Give the reserve's room back to the disk; False when there was none to give."""
+        if self.reserve is None:
+            return False
+        with contextlib.suppress(OSError):
+            self.reserve.unlink()
+        self.reserve = None
+        return True
 
     def _count(self, source_id, key):
         self.counts[(source_id, key)] += 1
@@ -503,7 +542,24 @@ class ArchiveWriter(Preparer):
 
     def finish_run(self, run_row: int, source_id: str, counts: dict, status: str, message: str | None,
                    finished: str, entry_fetches=()) -> None:
-        """Close one crawl_runs row; save entry validators when the source's run was clean."""
+        """Close one crawl_runs row; save entry validators when the source's run was clean. On a
+        full disk the reserve (:data:`RESERVE_BYTES`) is given back and the row closed with its room."""
+        try:
+            self._finish_run(run_row, counts, status, message, finished, entry_fetches)
+        except sqlite3.Error as exc:
+            self._rollback()
+            if not (_disk_full(exc) and self.release_reserve()):
+                raise
+            self._finish_run(run_row, counts, status, message, finished, entry_fetches)
+            logger.warning("source '%s': the archive's disk is full: the run was recorded in the room kept for it "
+                           "(%s)", source_id, exc)
+        logger.info(
+            "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d removed, %d without text, "
+            "%d errors", source_id, status, counts["requests"], counts["new"], counts["changed"],
+            counts["unchanged"], counts["removed"], counts["empty"], counts["errors"],
+        )
+
+    def _finish_run(self, run_row, counts, status, message, finished, entry_fetches) -> None:
         with self.db.atomic():
             # An attachment can be stored before its release's batch: tie them up now.
             self.db.execute(
@@ -514,11 +570,6 @@ class ArchiveWriter(Preparer):
             if status == "ok":
                 for fetch in entry_fetches:
                     self._save_validators(fetch)
-        logger.info(
-            "source '%s': %s: %d requests, %d new, %d changed, %d unchanged, %d removed, %d without text, "
-            "%d errors", source_id, status, counts["requests"], counts["new"], counts["changed"],
-            counts["unchanged"], counts["removed"], counts["empty"], counts["errors"],
-        )
 
     def _save_validators(self, fetch: EntryFetch):
         if fetch.http_status == 304:
@@ -535,3 +586,4 @@ class ArchiveWriter(Preparer):
             self.checkpointer.stop()
             self.checkpointer = None
         self.db.close()
+        self.release_reserve()

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,6 +120,53 @@ def test_full_disk_is_never_reported_as_stored(big, small_tmpfs):
                             "--no-warc"], cwd=roomy, env=env(), capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
     assert sqlite_utils.Database(roomy / "archive.db")["releases"].count == 120
+
+
+def fill_disk(folder: Path) -> Path:
+    """A file taking every free byte of ``folder``'s file system (smaller and smaller writes to the last)."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        chunk = 1 << 20
+        while chunk:
+            try:
+                os.write(fd, bytes(chunk))
+            except OSError:
+                chunk //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_disk_full_to_the_last_byte_still_records_how_the_run_ended(small_tmpfs):
+    """The writer keeps room beside the archive (``archive.db.reserve``): when the disk is so full
+    that even the UPDATE closing a run cannot be written, that room is given back and the run's row
+    says how the run ended, instead of "running" for ever. The reserve goes when the writer closes."""
+    from archive.writer import RESERVE_BYTES, RUN_COUNTS, ArchiveWriter
+    from crawler.sources import Source
+
+    source = Source(id="full", name="Full disk", country="CA", kind="government", languages=["en"],
+                    article_pattern=".")
+    db = small_tmpfs / "archive.db"
+    reserve = Path(f"{db}.reserve")
+    writer = ArchiveWriter(db, sources={"full": source}, background_checkpoints=False)
+    try:
+        assert reserve.stat().st_size == RESERVE_BYTES
+        row = writer.start_runs("run-1", [source], "2024-03-01T10:00:00Z")["full"]
+        filler = fill_disk(small_tmpfs)
+        # The disk has no room for that UPDATE: another connection's attempt fails.
+        other = sqlite3.connect(db)
+        with pytest.raises(sqlite3.OperationalError, match="full"), other:
+            other.execute("update crawl_runs set message = 'x' where id = ?", [row])
+        other.close()
+        counts = dict.fromkeys(RUN_COUNTS, 0) | {"errors": 3, "not_stored": 3}
+        writer.finish_run(row, "full", counts, "failed", "archive could not be written", "2024-03-01T10:05:00Z")
+        assert not reserve.exists()
+    finally:
+        writer.close()
+    closed = sqlite_utils.Database(db)["crawl_runs"].get(row)
+    assert (closed["status"], closed["finished"], closed["not_stored"]) == ("failed", "2024-03-01T10:05:00Z", 3)
+    assert filler.stat().st_size > 0, "nothing but the reserve is given back"
 
 
 def test_archive_size_limit_stops_the_crawl_without_false_success(big, tmp_path):
