@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
     if not runs or any(run not in RUNS for run in runs):
         parser.error(f"--runs takes a comma-separated list of {', '.join(RUNS)}")
+    known = subprocess.run(["git", "cat-file", "-e", f"{args.base}^{{commit}}"], cwd=ROOT, capture_output=True,
+                           check=False)
+    if known.returncode:
+        print(f"benchmark: commit {args.base} is not in this repository ({ROOT}); a shallow clone needs "
+              "`git fetch --unshallow`", file=sys.stderr)
+        return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="suite-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     pytest = Path(sys.executable).parent / "pytest"
