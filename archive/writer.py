@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -230,9 +229,9 @@ RESERVE_BYTES = 256 * 1024
 
 def make_reserve(db_path) -> Path | None:
     """Write the reserve file beside ``db_path``; None when there is no room even for it (or no file)."""
-    if not isinstance(db_path, (str, os.PathLike)) or str(db_path) in ("", ":memory:"):
+    if str(db_path) in ("", ":memory:"):
         return None
-    path = Path(f"{os.fspath(db_path)}.reserve")
+    path = Path(f"{db_path}.reserve")
     try:
         with open(path, "wb") as handle:
             handle.write(bytes(RESERVE_BYTES))
@@ -243,9 +242,9 @@ def make_reserve(db_path) -> Path | None:
         return None
 
 
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.Error) and (
-        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc))
+def _disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL (Python 3.10's sqlite3 has no error codes: its message, "database or disk is full")."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 class ArchiveWriter(Preparer):
