@@ -398,6 +398,19 @@ def test_recall_equal_to_the_base_text_changes_nothing():
     (["Statement by the minister.", "|", "Another sentence of the release."],
      ["Statement by the minister.", "Another sentence of the release."]),
     (["Budget", "Spent"], ["Budget", "Spent"]),
+    # beside a lone "|" between two menu items, a longer link is a menu item too (a truncated headline)
+    (["Minister Welcomes Ceasefire Talks in the Nort...", "|", "Daily Press Briefing", "|", "What's New",
+      "The statement has moved.", "FOIA", "|", "Privacy Notice", "|", "Other Government Information and Services"],
+     ["The statement has moved."]),
+    # ... but not beside a compiler message's "|", nor a bulleted list's items
+    (["| ^ cannot use the `?` operator in a function that returns `()`", "|", "help: consider adding return type",
+      "|", "3 ~ fn main() -> Result<(), Box<dyn std::error::Error>> {"],
+     ["| ^ cannot use the `?` operator in a function that returns `()`", "help: consider adding return type",
+      "3 ~ fn main() -> Result<(), Box<dyn std::error::Error>> {"]),
+    (["•", "Post weekly reminders to the team channel", "•", "Post new feed items to the team channel", "•",
+      "Log pinned messages to a spreadsheet"],
+     ["Post weekly reminders to the team channel", "Post new feed items to the team channel",
+      "Log pinned messages to a spreadsheet"]),
 ])
 def test_menu_runs(lines, expected):
     from pipelines.extraction.boilerplate import drop_menu_runs
@@ -417,11 +430,28 @@ def test_more_menu_lines(line, expected):
     assert is_menu_line(line) is expected
 
 
-@pytest.mark.parametrize("line", ["Related Topics: Floods", "| CopyRight 2012-2021 Example Site", "© Crown Copyright 1999"])
+@pytest.mark.parametrize("line", [
+    "Related Topics: Floods", "| CopyRight 2012-2021 Example Site", "© Crown Copyright 1999",
+    "This page was last updated on 07 November 2006", "File last modified: September 9, 1999",
+    "Page last reviewed: 12 May 2023", "Content last revised 2021-03-04", "Page updated: 3 May 2020",
+    # a layout table's toolbar row: every cell is furniture
+    "| Printer-friendly Version | Email A Copy |", "| | Back to top | Print this page |",
+])
 def test_more_boilerplate_lines(line):
     from pipelines.extraction.boilerplate import drop_boilerplate_lines
 
     assert drop_boilerplate_lines(f"The release text itself.\n{line}") == "The release text itself."
+
+
+@pytest.mark.parametrize("line", [
+    "The site was updated to show the new border crossings.",
+    "The page updated its figures every hour during the flood.",
+    "| The minister's full remarks, as delivered | Printer-friendly Version |",  # one cell of text
+])
+def test_text_lines_like_furniture_are_kept(line):
+    from pipelines.extraction.boilerplate import drop_boilerplate_lines
+
+    assert drop_boilerplate_lines(f"The release text itself.\n{line}") == f"The release text itself.\n{line}"
 
 
 def test_han_page_without_paragraphs_or_body_is_recognised():
@@ -490,6 +520,12 @@ SHAPES = {
         ["25 Example Avenue", "Planned maintenance"]),
     # A 1990s letter in a layout table whose numbered points sit in <dir>, HTML 2's list element:
     # trafilatura does not know it and dropped its text.
+    # An old layout-table page whose text is one line (a statement moved away): trafilatura keeps
+    # the longer links of the inline "|" menus around it, a truncated headline ticker and a footer link.
+    "shape_layout_table_pipe_menus.html": (
+        "https://mfa.example.gov/press/2004/3391.htm",
+        ["Sorry, the statement you asked for has been moved or is no longer available."],
+        ["Minister Welcomes Ceasefire", "Daily Press Briefing", "Privacy Notice", "Other Government Information"]),
     "shape_obsolete_dir_list.html": (
         "https://food.example.gov/archive/committee/letters/1998/novel-food-evaluation.htm",
         ["the data provided are inadequate to support approval",

@@ -60,7 +60,7 @@ from pipelines.extraction.title import _clean, find_title
 logger = logging.getLogger(__name__)
 
 
-EXTRACTOR_VERSION = f"pressarchive-extract/7 trafilatura/{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"pressarchive-extract/8 trafilatura/{trafilatura.__version__}"
 
 
 __all__ = [

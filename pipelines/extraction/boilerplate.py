@@ -20,8 +20,12 @@ from pipelines.extraction.text import (
 # Whole lines that are site furniture, not release text (checked on short lines only).
 BOILERPLATE_LINE_RE = re.compile(
     r"^\W*("
-    r"date modified|last modified|last updated|page details|report a problem|share this( page| article)?"
-    r"|share (on|via)\b|follow us|print( this page)?$|email this|back to top|top of page|you are here"
+    r"date modified|last (modified|updated|reviewed|revised)\b"
+    r"|((this|the) )?(web ?)?(page|file|site|document|content)( was| has been)? last (modified|updated|reviewed|revised)\b"
+    r"|(web ?)?(page|file|document|content) (modified|updated|reviewed|revised)\s*(:|on\b)"
+    r"|page details|report a problem|share this( page| article)?"
+    r"|share (on|via)\b|follow us|print( this page)?$|printer[- ]friendly( version| page| format)?\W*$"
+    r"|e-?mail (this|a copy|to a friend)|back to top|top of page|you are here"
     r"|home\s*[>›»/|]|skip to (main )?content|cookies?\b|we use cookies|this (web)?site uses cookies"
     r"|copyright\b|©|\(c\) ?\d{4}|all rights reserved|版权所有|accept (all )?cookies|related (links|news|articles|content|topics|stories)\b"
     r"|(subscribe|sign up)( now| today| here)?\W*$|advertisement\W*$|sponsored( content)?\W*$"
@@ -48,6 +52,9 @@ MENU_MIN_SEPARATORS = 3
 MENU_ITEM_TOKENS = 4
 
 
+LONG_MENU_ITEM_TOKENS = 8
+
+
 # The same in running text with plain " | " separators (two suffice: "Transcript | mp4 | mp3"),
 # and a line holding nothing but separators (a menu flattened one item per line).
 PLAIN_MENU_SEPARATOR_RE = re.compile(r"\s+\|\s+")
@@ -63,11 +70,7 @@ SEPARATOR_LINE_RE = re.compile(r"^[\s|•·/\\>»›\-–—]+$")
 
 
 def _short_item(item: str) -> bool:
-    if len(item) > 20 * MENU_ITEM_TOKENS:
-        return False
-    words = WORD_RE.findall(item)
-    han = sum(1 for w in words if CJK_RE.match(w))
-    return len(words) - han + (han + 2) // 3 <= MENU_ITEM_TOKENS
+    return len(item) <= 20 * MENU_ITEM_TOKENS and _tokens(item) <= MENU_ITEM_TOKENS
 
 
 def is_menu_line(line: str) -> bool:
@@ -96,35 +99,82 @@ def _menu_item_line(line: str) -> bool:
     return _short_item(line) and not SENTENCE_END_RE.search(line)
 
 
+def _tokens(item: str) -> int:
+    """Words, a run of Han characters counting one per three characters."""
+    words = WORD_RE.findall(item)
+    han = sum(1 for w in words if CJK_RE.match(w))
+    return len(words) - han + (han + 2) // 3
+
+
+def _long_menu_item(line: str) -> bool:
+    """A link of up to LONG_MENU_ITEM_TOKENS words that is not a sentence (a truncated
+    headline, "...", is a link to the story, not a sentence)."""
+    stripped = line.strip()
+    if stripped.startswith("|"):  # a table row
+        return False
+    if stripped.endswith(("...", "…")):
+        stripped = stripped.rstrip(".… ")
+    return (len(stripped) <= 10 * LONG_MENU_ITEM_TOKENS and _tokens(stripped) <= LONG_MENU_ITEM_TOKENS
+            and not SENTENCE_END_RE.search(stripped))
+
+
 def drop_menu_runs(lines: list[str]) -> list[str]:
     """Drop menus flattened one item per line: short link lines between separator-only
     lines ("What's New", "|", "Contact Us", "|", "Search"). A run needs at least
-    MENU_MIN_SEPARATORS separator lines; separator-only lines are dropped everywhere."""
+    MENU_MIN_SEPARATORS separator lines; separator-only lines are dropped everywhere.
+
+    An item beside a lone "|" that stands between two items may be a longer link (up to
+    LONG_MENU_ITEM_TOKENS words): "Other U.S. Government Information", a truncated headline
+    "International Community to Iran: UN Reso...". Only "|": bullets and dashes also start
+    list items; and only between items: a compiler message's "  |" stands beside code lines."""
     if sum(1 for line in lines if SEPARATOR_LINE_RE.match(line)) < MENU_MIN_SEPARATORS - 1:
         return [line for line in lines if not SEPARATOR_LINE_RE.match(line)]
+    separator = [bool(SEPARATOR_LINE_RE.match(line)) for line in lines]
+    short = [separator[i] or _menu_item_line(line) for i, line in enumerate(lines)]
+    long = [not short[i] and _long_menu_item(line) for i, line in enumerate(lines)]
+    pipe = [0 < j < len(lines) - 1 and lines[j].strip() == "|" and (short[j - 1] or long[j - 1])
+            and (short[j + 1] or long[j + 1]) for j in range(len(lines))]
+    member = [short[i] or (long[i] and any(pipe[j] for j in (i - 1, i + 1) if 0 <= j < len(lines)))
+              for i in range(len(lines))]
     keep = [True] * len(lines)
     start = 0
     while start < len(lines):
         end, separators = start, 0
-        while end < len(lines) and (SEPARATOR_LINE_RE.match(lines[end]) or _menu_item_line(lines[end])):
-            separators += bool(SEPARATOR_LINE_RE.match(lines[end]))
+        while end < len(lines) and member[end]:
+            separators += separator[end]
             end += 1
         if separators >= MENU_MIN_SEPARATORS - 1 and end - start > separators:
             # Only items adjacent to a separator belong to the menu.
             for index in range(start, end):
-                near = any(SEPARATOR_LINE_RE.match(lines[j]) for j in (index - 1, index, index + 1)
-                           if start <= j < end)
+                near = any(separator[j] for j in (index - 1, index, index + 1) if start <= j < end)
                 keep[index] = not near
         start = max(end, start + 1)
-    return [line for line, kept in zip(lines, keep) if kept and not SEPARATOR_LINE_RE.match(line)]
+    return [line for line, kept, sep in zip(lines, keep, separator) if kept and not sep]
+
+
+def is_furniture(line: str) -> bool:
+    """A line (or a table cell) that is site furniture: a boilerplate phrase or a flattened menu."""
+    return (len(line) <= BOILERPLATE_MAX_LINE and BOILERPLATE_LINE_RE.match(line) is not None) or is_menu_line(line)
+
+
+TABLE_CELL_SPLIT_RE = re.compile(r"(?<!\\) \| ")
+
+
+def is_furniture_row(line: str) -> bool:
+    """A table row (a layout table's footer or toolbar) whose every non-empty cell is furniture:
+    "| Printer-friendly Version | Email A Copy |"."""
+    if not line.lstrip().startswith("|"):
+        return False
+    cells = [cell.strip() for cell in TABLE_CELL_SPLIT_RE.split(" " + line.strip() + " ")]
+    cells = [cell.strip("|").strip() for cell in cells]
+    cells = [cell for cell in cells if cell]
+    return bool(cells) and all(is_furniture(cell) for cell in cells)
 
 
 def drop_boilerplate_lines(text: str) -> str:
     lines = []
     for line in normalise_text(text).split("\n"):
-        if len(line) <= BOILERPLATE_MAX_LINE and BOILERPLATE_LINE_RE.match(line):
-            continue
-        if is_menu_line(line):
+        if is_furniture(line) or is_furniture_row(line):
             continue
         lines.append(line)
     return "\n".join(drop_menu_runs(lines))
