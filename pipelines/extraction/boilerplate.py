@@ -73,6 +73,12 @@ def _short_item(item: str) -> bool:
     return len(item) <= 20 * MENU_ITEM_TOKENS and _tokens(item) <= MENU_ITEM_TOKENS
 
 
+def _table_cells(line: str) -> list[str]:
+    """The non-empty cells of a table row "| a | b |" (an escaped "\\|" inside a cell is no border)."""
+    cells = (cell.strip() for cell in line.strip().strip("|").split(" | "))
+    return [cell for cell in cells if cell]
+
+
 def is_menu_line(line: str) -> bool:
     """A line that is only a separator-delimited list of short links (a flattened nav bar):
     "Home \\| News \\| Contact \\| Site map" in a table cell, or "Transcript | Download mp4 |
@@ -80,8 +86,7 @@ def is_menu_line(line: str) -> bool:
     if line.lstrip().startswith("|"):
         # A table row of many short word cells ("| Home | News | Regions | ... |") is a menu bar
         # laid out as a table; data rows hold numbers or fewer, longer cells.
-        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-        cells = [cell for cell in cells if cell]
+        cells = _table_cells(line)
         if (len(cells) >= MENU_ROW_CELLS and all(_menu_item_line(cell) for cell in cells)
                 and sum(1 for cell in cells if re.search(r"\d", cell)) <= len(cells) // 4):
             return True
@@ -157,17 +162,12 @@ def is_furniture(line: str) -> bool:
     return (len(line) <= BOILERPLATE_MAX_LINE and BOILERPLATE_LINE_RE.match(line) is not None) or is_menu_line(line)
 
 
-TABLE_CELL_SPLIT_RE = re.compile(r"(?<!\\) \| ")
-
-
 def is_furniture_row(line: str) -> bool:
     """A table row (a layout table's footer or toolbar) whose every non-empty cell is furniture:
     "| Printer-friendly Version | Email A Copy |"."""
     if not line.lstrip().startswith("|"):
         return False
-    cells = [cell.strip() for cell in TABLE_CELL_SPLIT_RE.split(" " + line.strip() + " ")]
-    cells = [cell.strip("|").strip() for cell in cells]
-    cells = [cell for cell in cells if cell]
+    cells = _table_cells(line)
     return bool(cells) and all(is_furniture(cell) for cell in cells)
 
 
